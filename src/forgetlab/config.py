@@ -1,0 +1,217 @@
+"""Configuration: pydantic models for every spec, YAML files, dotted ``key=value`` overrides.
+
+Unknown keys are errors. Every experiment registers its config class in ``EXPERIMENTS``; the file's
+``experiment`` key picks it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forgetlab.models import ModelSpec
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the field."""
+
+
+class Spec(BaseModel):
+    """Base of every config section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskRef(Spec):
+    """A task of the run: a registered task name and where its data comes from."""
+
+    name: str
+    source: Literal["auto", "local", "hub", "files", "synthetic"] = "auto"
+    hub_path: str | None = None
+    files: dict[str, str] | None = None
+
+
+class DataSpec(Spec):
+    """How each task's items are cleaned, binarized and split (sizes are per task)."""
+
+    root: str | None = Field(None, description="folder of local benchmark files (default $FORGETLAB_DATA or ../shared/data)")
+    finetune_size: int = Field(200, ge=1)
+    forget_size: int = Field(100, ge=1)
+    validation_size: int = Field(100, ge=0)
+    test_size: int = Field(300, ge=1)
+    max_chars: int | None = Field(None, ge=1, description="drop items whose longest request is longer (counted)")
+
+
+class OptimSpec(Spec):
+    """One training stage: method, loss, optimiser, schedule and how often to evaluate."""
+
+    method: str
+    loss: Literal["answer", "full", "choice"] = Field(
+        "answer", description="answer: CE on answer tokens; full: CE on prompt+answer; choice: 2-way CE over choices"
+    )
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs when set")
+    batch_size: int = Field(8, ge=1, description="per process")
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_every: int = Field(0, ge=0, description="evaluate every N optimizer steps (0: only before and after)")
+    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+
+
+class FinetuneSpec(OptimSpec):
+    """Study A step 2: fine-tuning on the correct labels."""
+
+    method: str = "finetune"
+    lr: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+
+
+class ForgetSpec(OptimSpec):
+    """Study A step 3: forgetting (random labels at LR 1e-4, the paper's one known hyper-parameter)."""
+
+    method: str = "random_label"
+    lr: float = Field(1e-4, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    eval_every: int = Field(5, ge=0)
+
+
+class EvalSpec(Spec):
+    """Scoring options."""
+
+    batch_size: int = Field(16, ge=1)
+    trajectory_test_size: int = Field(100, ge=0, description="test items scored at each in-training evaluation")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals (0: none)")
+    on_overlong: Literal["error", "truncate"] = "error"
+
+
+class ClassifySpec(Spec):
+    """Thresholds of the three behaviours of Study A (accuracies, chance = 0.5)."""
+
+    same_tolerance: float = Field(0.05, ge=0, description="acc_F >= acc_FT - this: forgetting did not generalize")
+    pretrained_tolerance: float = Field(0.02, ge=0, description="acc_F <= acc_PT + this: forgot to/below pre-trained")
+    fit_tolerance: float = Field(0.1, ge=0, description="forget set fit when acc_F_train <= 0.5 + this")
+    ratio_guard: float = Field(0.01, gt=0, description="forget_ratio is undefined when |acc_FT - 0.5| < this")
+
+
+class ExperimentConfig(Spec):
+    """Fields every experiment has."""
+
+    experiment: str
+    name: str = "run"
+    seed: int = 0
+    model: ModelSpec = Field(default_factory=ModelSpec)
+
+    def fingerprint(self) -> str:
+        """A stable hash of everything that changes results."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ForgetGeneralizationConfig(ExperimentConfig):
+    """Study A: fine-tune on correct labels, then forget with random labels, per task."""
+
+    experiment: Literal["forget_generalization"] = "forget_generalization"
+    tasks: list[TaskRef]
+    data: DataSpec = Field(default_factory=DataSpec)
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
+    forget: ForgetSpec = Field(default_factory=ForgetSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    classify: ClassifySpec = Field(default_factory=ClassifySpec)
+    save_models: bool = Field(True, description="keep the fine-tuned and forgotten weights in the run directory")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+            data = dict(data, tasks=[{"name": t} if isinstance(t, str) else t for t in data["tasks"]])
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ForgetGeneralizationConfig":
+        if not self.tasks:
+            raise ValueError("tasks: at least one task is needed")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tasks: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+
+EXPERIMENT_CONFIGS: dict[str, type[ExperimentConfig]] = {
+    "forget_generalization": ForgetGeneralizationConfig,
+}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=1`` → (["a", "b"], 1); the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {item!r}: empty key")
+    return key.strip().split("."), yaml.safe_load(raw) if raw else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); list items are addressed by index."""
+    data = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = parse_override(item)
+        node: Any = data
+        for part in path[:-1]:
+            if isinstance(node, list):
+                node = node[_index(part, item)]
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        if isinstance(node, list):
+            node[_index(path[-1], item)] = value
+        else:
+            node[path[-1]] = value
+    return data
+
+
+def _index(part: str, item: str) -> int:
+    try:
+        return int(part)
+    except ValueError:
+        raise ConfigError(f"override {item!r}: {part!r} indexes a list and must be a number") from None
+
+
+def build_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
+    """Validate a raw dict into its experiment's config class; errors name the origin and field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    experiment = raw.get("experiment")
+    if experiment not in EXPERIMENT_CONFIGS:
+        known = ", ".join(sorted(EXPERIMENT_CONFIGS))
+        raise ConfigError(f"{origin}: field 'experiment': unknown experiment {experiment!r}; known: {known}")
+    try:
+        return EXPERIMENT_CONFIGS[experiment].model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in e['loc']) or '(top)'}': {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML recipe, apply ``key=value`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return build_config(apply_overrides(raw, overrides or []), origin=str(path))

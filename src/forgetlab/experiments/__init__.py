@@ -1,0 +1,6 @@
+"""Experiment recipes; each registers a runner ``(config, run, accelerator) -> summary``."""
+
+from forgetlab.experiments.base import EXPERIMENTS, run_experiment
+from forgetlab.experiments import forget_generalization  # noqa: F401  (registers itself)
+
+__all__ = ["EXPERIMENTS", "run_experiment"]

@@ -1,0 +1,6 @@
+"""The method registry; importing this package registers every built-in method."""
+
+from forgetlab.methods import finetune, flipped_label, gradient_ascent, random_label  # noqa: F401
+from forgetlab.methods.base import METHODS, Batch, Method
+
+__all__ = ["METHODS", "Batch", "Method"]

@@ -1,0 +1,85 @@
+"""What a method is: how it relabels the training items, and its loss on a batch.
+
+Each method lives in its own small file and registers itself in ``METHODS`` (the OpenUnlearning
+shape: one loss override per method).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from forgetlab.data.types import MCDoc
+from forgetlab.registry import Registry
+
+LossMode = Literal["answer", "full", "choice"]
+
+
+@dataclass
+class Batch:
+    """Right-padded token tensors; ``labels`` is -100 wherever no loss is taken.
+
+    For the ``choice`` loss every item contributes all its choices (rows ``i*C .. i*C+C-1``) and
+    ``gold`` holds the label of each item; otherwise each item contributes its gold choice only.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    gold: torch.Tensor
+    n_choices: int
+
+
+def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of the labelled tokens of each row, and how many tokens that is."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    targets = batch.labels[:, 1:]
+    mask = targets != -100
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_lp = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    return token_lp.sum(-1), mask.sum(-1)
+
+
+def token_mean_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy averaged over every labelled token of the batch (the usual LM loss)."""
+    total, count = sequence_logprobs(model, batch)
+    return -total.sum() / count.sum().clamp(min=1)
+
+
+def choice_cross_entropy(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Classification over the choices: softmax of their summed log-likelihoods, CE to ``gold``."""
+    total, _ = sequence_logprobs(model, batch)
+    return F.cross_entropy(total.view(-1, batch.n_choices), batch.gold)
+
+
+def stable_unit(*parts: Any) -> float:
+    """A reproducible number in [0, 1) from its parts (independent of Python's hash seed)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class Method:
+    """Base class: supervised training on each item's gold choice with the configured loss."""
+
+    name: ClassVar[str] = "method"
+    #: True for methods that push probability *away* from the labels (unlearning by ascent).
+    ascent: ClassVar[bool] = False
+
+    def __init__(self, loss: LossMode = "answer") -> None:
+        self.loss_mode = loss
+
+    def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:
+        """The items with the labels this method trains on (identity by default)."""
+        return list(docs)
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The scalar to minimise on one batch."""
+        supervised = choice_cross_entropy(model, batch) if self.loss_mode == "choice" else token_mean_nll(model, batch)
+        return -supervised if self.ascent else supervised
+
+
+METHODS: Registry[type[Method]] = Registry("method")

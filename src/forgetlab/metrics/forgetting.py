@@ -1,0 +1,95 @@
+"""Study A's forgetting metrics (Zhang, Choshen & Andreas, COLM 2024, arXiv 2409.02228).
+
+All accuracies are on binarized items, so chance is 0.5.
+
+- ``forget_gap = acc_F - 0.5``: how far held-out accuracy after forgetting stays above chance
+  (lower = more forgetting; 0 = chance).
+- ``forget_ratio = (acc_FT - acc_F) / (acc_FT - 0.5)``: the share of the fine-tuned gain over chance
+  that forgetting removed (1 = fully forgotten, 0 = not at all; unclipped; undefined when acc_FT ≈ 0.5).
+- flipped labels push towards 0 rather than 0.5: ``(acc_FT - acc_F) / (2·acc_FT - 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from forgetlab.config import ClassifySpec
+
+CHANCE = 0.5
+
+NOT_GENERALIZED = "not_generalized"  # acc_F ≈ acc_FT: forgetting did not carry over to new items
+PARTIAL = "partial"  # acc_F dropped but stays above pre-trained
+FULL = "full"  # acc_F at or below pre-trained, possibly chance
+NOT_FIT = "forget_set_not_fit"  # the forget set itself was not forgotten: not classified
+
+CATEGORIES = (NOT_GENERALIZED, PARTIAL, FULL, NOT_FIT)
+
+
+def forget_gap(acc_forget_test: float) -> float:
+    """Held-out accuracy after forgetting minus chance."""
+    return acc_forget_test - CHANCE
+
+
+def forget_ratio(acc_finetuned: float, acc_forget_test: float, *, flipped: bool = False, guard: float = 0.01) -> float | None:
+    """Share of the fine-tuned gain removed by forgetting; None when acc_FT is within ``guard`` of chance."""
+    denominator = (2 * acc_finetuned - 1) if flipped else (acc_finetuned - CHANCE)
+    if abs(acc_finetuned - CHANCE) < guard:
+        return None
+    return (acc_finetuned - acc_forget_test) / denominator
+
+
+def forget_set_fit(acc_forget_train: float, rules: ClassifySpec) -> bool:
+    """The forget set counts as forgotten when its accuracy against the TRUE labels is near (or below) chance."""
+    return acc_forget_train <= CHANCE + rules.fit_tolerance
+
+
+def classify(acc_pretrained: float, acc_finetuned: float, acc_forget_test: float, acc_forget_train: float, rules: ClassifySpec) -> str:
+    """One of the three behaviours of Study A, or ``forget_set_not_fit``; rules are applied in this order."""
+    if not forget_set_fit(acc_forget_train, rules):
+        return NOT_FIT
+    if acc_forget_test >= acc_finetuned - rules.same_tolerance:
+        return NOT_GENERALIZED
+    if acc_forget_test > acc_pretrained + rules.pretrained_tolerance:
+        return PARTIAL
+    return FULL
+
+
+@dataclass
+class TaskOutcome:
+    """The headline numbers of one task."""
+
+    acc_pretrained: float
+    acc_finetuned: float
+    acc_forget_test: float
+    acc_forget_train: float
+    forget_gap: float
+    forget_ratio: float | None
+    category: str
+    forget_set_fit: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_outcome(
+    acc_pretrained: float, acc_finetuned: float, acc_forget_test: float, acc_forget_train: float, rules: ClassifySpec, *, flipped: bool = False
+) -> TaskOutcome:
+    """Gap, ratio and category from the four accuracies."""
+    return TaskOutcome(
+        acc_pretrained=acc_pretrained,
+        acc_finetuned=acc_finetuned,
+        acc_forget_test=acc_forget_test,
+        acc_forget_train=acc_forget_train,
+        forget_gap=forget_gap(acc_forget_test),
+        forget_ratio=forget_ratio(acc_finetuned, acc_forget_test, flipped=flipped, guard=rules.ratio_guard),
+        category=classify(acc_pretrained, acc_finetuned, acc_forget_test, acc_forget_train, rules),
+        forget_set_fit=forget_set_fit(acc_forget_train, rules),
+    )
+
+
+def accuracy(correct: Sequence[bool]) -> float:
+    """Fraction correct (NaN-free: an empty list is an error)."""
+    if not correct:
+        raise ValueError("accuracy of an empty item list")
+    return sum(bool(c) for c in correct) / len(correct)
