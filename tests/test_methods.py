@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from forgetlab.methods import METHODS, Batch
-from forgetlab.methods.base import choice_cross_entropy, sequence_logprobs, token_mean_nll
+from forgetlab.methods.base import choice_cross_entropy, sequence_logprobs, token_nll
 from tests.conftest import make_docs
 
 
@@ -41,7 +41,8 @@ def test_losses_match_hand_computation(tiny):
         got_sums, got_counts = sequence_logprobs(model, batch)
         assert got_sums.tolist() == pytest.approx(sums, abs=1e-5)
         assert got_counts.tolist() == counts
-        assert token_mean_nll(model, batch).item() == pytest.approx(-sum(sums) / sum(counts), abs=1e-5)
+        assert token_nll(model, batch).item() == pytest.approx(-sum(sums) / sum(counts), abs=1e-5)
+        assert token_nll(model, batch, "sum").item() == pytest.approx(-sum(sums) / len(sums), abs=1e-5)
         # 2-way classification: the two rows are the two choices of one item, gold = 1
         expected = -(sums[1] - math.log(math.exp(sums[0]) + math.exp(sums[1])))
         assert choice_cross_entropy(model, batch).item() == pytest.approx(expected, abs=1e-5)
@@ -51,9 +52,11 @@ def test_gradient_ascent_negates_and_finetune_does_not(tiny):
     model, _ = tiny
     batch = _batch()
     with torch.no_grad():
-        nll = token_mean_nll(model, batch).item()
+        nll = token_nll(model, batch).item()
         assert METHODS.get("finetune")().loss(model, batch).item() == pytest.approx(nll)
         assert METHODS.get("gradient_ascent")().loss(model, batch).item() == pytest.approx(-nll)
+        summed = token_nll(model, batch, "sum").item()
+        assert METHODS.get("gradient_ascent")(reduction="sum").loss(model, batch).item() == pytest.approx(-summed)
         assert METHODS.get("random_label")(loss="choice").loss(model, batch).item() == pytest.approx(
             choice_cross_entropy(model, batch).item()
         )

@@ -55,6 +55,9 @@ class OptimSpec(Spec):
     loss: Literal["answer", "full", "choice"] = Field(
         "answer", description="answer: CE on answer tokens; full: CE on prompt+answer; choice: 2-way CE over choices"
     )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="token losses: mean over the batch's tokens, or summed per sequence and averaged over sequences"
+    )
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     scheduler: Literal["constant", "linear", "cosine"] = "constant"

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from forgetlab.config import OptimSpec
 from forgetlab.data.types import MCDoc
-from forgetlab.methods import METHODS, Batch
+from forgetlab.methods import METHODS, Batch, Method
 from forgetlab.scoring import encode_pair
 
 EvalFn = Callable[[int], list[dict[str, Any]]]
@@ -37,7 +37,10 @@ class DivergenceError(RuntimeError):
 
 @dataclass
 class EncodedItem:
-    """Token ids of every choice of one item, and which tokens are the answer."""
+    """Token ids of every choice of one item, and where each choice's answer starts.
+
+    A (prompt, target) pair is an item with a single choice and ``gold = 0``.
+    """
 
     doc_id: str
     sequences: list[list[int]]
@@ -127,14 +130,33 @@ def train_stage(
     checkpoint_dir: Path | None = None,
     desc: str = "train",
 ) -> StageResult:
-    """Train ``model`` in place with ``spec.method`` on ``docs``; evaluate every ``spec.eval_every`` steps.
+    """Train ``model`` in place with ``spec.method`` on multiple-choice ``docs`` (relabelled by the method)."""
+    method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
+    items = encode_items(tokenizer, method.relabel(docs, seed), _max_length(model))
+    return train_items(
+        model, items, method, spec, pad_id=tokenizer.pad_token_id, seed=seed, accelerator=accelerator,
+        evaluate=evaluate, checkpoint_dir=checkpoint_dir, desc=desc,
+    )
+
+
+def train_items(
+    model: torch.nn.Module,
+    items: Sequence[EncodedItem],
+    method: Method,
+    spec: OptimSpec,
+    *,
+    pad_id: int,
+    seed: int,
+    accelerator: Accelerator,
+    evaluate: EvalFn | None = None,
+    checkpoint_dir: Path | None = None,
+    desc: str = "train",
+) -> StageResult:
+    """Train ``model`` in place on encoded items; evaluate every ``spec.eval_every`` steps.
 
     ``evaluate(step)`` returns records that are kept in the trajectory (it runs on every process).
     With ``checkpoint_dir`` and ``spec.checkpoint_every``, a killed stage resumes from its last checkpoint.
     """
-    method = METHODS.get(spec.method)(loss=spec.loss)
-    train_docs = method.relabel(docs, seed)
-    items = encode_items(tokenizer, train_docs, _max_length(model))
     n_steps = total_steps(len(items), spec, accelerator.num_processes)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
@@ -142,11 +164,9 @@ def train_stage(
     wrapped, optimizer = accelerator.prepare(model, optimizer)
 
     result = StageResult(steps=0)
+    _seed_everything(seed)
     if checkpoint_dir is not None and (checkpoint_dir / "state.json").is_file():
         result = _load_checkpoint(checkpoint_dir, accelerator.unwrap_model(wrapped), optimizer, scheduler)
-    _seed_everything(seed)
-    if checkpoint_dir is not None and (checkpoint_dir / "rng.pt").is_file():
-        torch.set_rng_state(torch.load(checkpoint_dir / "rng.pt", weights_only=True)["torch"])
     if evaluate is not None and result.steps == 0 and spec.eval_every:
         result.trajectory.extend(evaluate(0))
 
@@ -158,7 +178,7 @@ def train_stage(
     while result.steps < n_steps:
         step_loss = 0.0
         for _ in range(spec.grad_accum):
-            batch = collate([items[i] for i in next(stream)], spec.loss, tokenizer.pad_token_id)
+            batch = collate([items[i] for i in next(stream)], spec.loss, pad_id)
             loss = method.loss(wrapped, batch) / spec.grad_accum
             if not torch.isfinite(loss):
                 raise DivergenceError(f"{desc}: loss became {loss.item()} at step {result.steps + 1}")
@@ -235,5 +255,6 @@ def _load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: Any, sc
     states = torch.load(directory / "optim.pt", weights_only=True)
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])
+    torch.set_rng_state(torch.load(directory / "rng.pt", weights_only=True)["torch"])
     state = json.loads((directory / "state.json").read_text())
     return StageResult(steps=state["steps"], trajectory=state["trajectory"], losses=state["losses"])

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from accelerate import Accelerator
 
 from forgetlab.config import ExperimentConfig
@@ -32,7 +33,8 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path, *, command: s
     """
     experiment = EXPERIMENTS.get(config.experiment)
     experiment.validate(config)
-    accelerator = accelerator or Accelerator()
+    # Without CUDA, cpu=True makes Accelerate use gloo across processes started by torchrun/accelerate launch.
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     store = RunStore(runs_dir) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     store = store or RunStore(runs_dir)

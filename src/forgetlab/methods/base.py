@@ -44,9 +44,15 @@ def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tenso
     return token_lp.sum(-1), mask.sum(-1)
 
 
-def token_mean_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Cross-entropy averaged over every labelled token of the batch (the usual LM loss)."""
+def token_nll(model: torch.nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the labelled tokens.
+
+    ``mean``: averaged over every labelled token of the batch (the usual LM loss);
+    ``sum``: summed over each sequence's tokens, averaged over sequences.
+    """
     total, count = sequence_logprobs(model, batch)
+    if reduction == "sum":
+        return -total.mean()
     return -total.sum() / count.sum().clamp(min=1)
 
 
@@ -69,8 +75,9 @@ class Method:
     #: True for methods that push probability *away* from the labels (unlearning by ascent).
     ascent: ClassVar[bool] = False
 
-    def __init__(self, loss: LossMode = "answer") -> None:
+    def __init__(self, loss: LossMode = "answer", reduction: Literal["mean", "sum"] = "mean") -> None:
         self.loss_mode = loss
+        self.reduction = reduction
 
     def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:
         """The items with the labels this method trains on (identity by default)."""
@@ -78,7 +85,10 @@ class Method:
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """The scalar to minimise on one batch."""
-        supervised = choice_cross_entropy(model, batch) if self.loss_mode == "choice" else token_mean_nll(model, batch)
+        if self.loss_mode == "choice":
+            supervised = choice_cross_entropy(model, batch)
+        else:
+            supervised = token_nll(model, batch, self.reduction)
         return -supervised if self.ascent else supervised
 
 
