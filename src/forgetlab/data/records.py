@@ -1,0 +1,131 @@
+"""Raw rows before they become :class:`MCDoc` items, and readers for the generic file formats.
+
+A :class:`Record` is one row in the Hugging Face field layout of a task (the dict lm-eval's
+templates are rendered on) plus ``origin``, a human-readable "file line N" / "row N" pointer used
+in every error message.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+
+
+class Record(NamedTuple):
+    """One row in a task's HF field layout and where it came from (for error messages)."""
+
+    doc: dict[str, Any]
+    origin: str
+
+
+def data_error(origin: str, message: str) -> ValueError:
+    """A ValueError that starts with the row's origin (file and line/row)."""
+    return ValueError(f"{origin}: {message}")
+
+
+def require(row: dict[str, Any], field: str, origin: str) -> Any:
+    """``row[field]``, or a ValueError naming the origin and the missing field."""
+    if field not in row:
+        present = ", ".join(sorted(row)) or "(none)"
+        raise data_error(origin, f"missing field {field!r} (fields present: {present})")
+    return row[field]
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    """Rows of a JSON-lines file (blank lines skipped); origin ``"<path> line <n>"``."""
+    records = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            origin = f"{path} line {lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise data_error(origin, f"invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise data_error(origin, f"expected a JSON object, got {type(row).__name__}")
+            records.append(Record(row, origin))
+    return records
+
+
+def read_json(path: Path) -> list[Record]:
+    """Rows of a JSON file: an array of objects, an object with a ``data`` array, or JSON lines."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return read_jsonl(path)  # HF's Dataset.to_json writes JSON lines even to *.json
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise data_error(str(path), "expected a JSON array of objects (or an object with a 'data' array)")
+    records = []
+    for i, row in enumerate(data):
+        origin = f"{path} item {i}"
+        if not isinstance(row, dict):
+            raise data_error(origin, f"expected a JSON object, got {type(row).__name__}")
+        records.append(Record(row, origin))
+    return records
+
+
+def read_delimited(path: Path, delimiter: str) -> list[Record]:
+    """Rows of a CSV/TSV file with a header line (standard quoting); cells stay strings."""
+    records = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for row in reader:
+            origin = f"{path} line {reader.line_num}"
+            if None in row:
+                raise data_error(origin, f"more cells than the {len(reader.fieldnames or [])} header columns")
+            records.append(Record(dict(row), origin))
+    return records
+
+
+def read_parquet(path: Path) -> list[Record]:
+    """Rows of a Parquet file (needs pyarrow, which ``datasets`` installs)."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    return [Record(row, f"{path} row {i}") for i, row in enumerate(rows)]
+
+
+def read_table_file(path: str | Path) -> list[Record]:
+    """Rows of a jsonl/json/tsv/csv/parquet file, chosen by its extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    if suffix == ".json":
+        return read_json(path)
+    if suffix == ".tsv":
+        return read_delimited(path, "\t")
+    if suffix == ".csv":
+        return read_delimited(path, ",")
+    if suffix == ".parquet":
+        return read_parquet(path)
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .tsv, .csv or .parquet")
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty, right-stripped lines of a small label file (``*.lst``, ``*.gold.txt``)."""
+    with open(path, encoding="utf-8-sig") as fh:
+        return [line.rstrip("\r\n") for line in fh if line.strip()]
+
+
+def iter_tsv_raw(path: Path, *, header: bool) -> Iterator[tuple[list[str], list[str] | None, str]]:
+    """Cells of a raw tab-separated file read with ``csv.QUOTE_NONE`` (GLUE layout).
+
+    Yields ``(cells, header_cells, origin)``; a UTF-8 BOM is dropped.
+    """
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        head = next(reader, None) if header else None
+        for cells in reader:
+            if not cells:
+                continue
+            yield cells, head, f"{path} line {reader.line_num}"
