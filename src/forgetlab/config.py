@@ -149,6 +149,7 @@ class ForgetGeneralizationConfig(ExperimentConfig):
         return self
 
 
+#: experiment name -> its config class; experiment modules add their own (see forgetlab.experiments).
 EXPERIMENT_CONFIGS: dict[str, type[ExperimentConfig]] = {
     "forget_generalization": ForgetGeneralizationConfig,
 }
@@ -193,6 +194,8 @@ def _index(part: str, item: str) -> int:
 
 def build_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
     """Validate a raw dict into its experiment's config class; errors name the origin and field."""
+    import forgetlab.experiments  # noqa: F401  (registers every experiment's config class)
+
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level")
     experiment = raw.get("experiment")
