@@ -122,10 +122,10 @@ def show(run_id: str, runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
 @app.command()
 def tasks() -> None:
     """The registered multiple-choice tasks."""
-    from forgetlab.data.tasks import TASKS
+    from forgetlab.data.tasks import get_task, task_names
 
-    for name in TASKS.names():
-        out.print(name)
+    for name in task_names():
+        out.print(f"{name} ({get_task(name).domain})")
 
 
 @app.command()

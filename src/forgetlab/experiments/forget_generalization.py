@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from forgetlab.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.data.prepare import PreparedTask, prepare_task
-from forgetlab.data.tasks import TASKS, load_task_docs
+from forgetlab.data.tasks import get_task, load_task_docs
 from forgetlab.data.types import MCDoc
 from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.methods import METHODS
@@ -38,7 +38,7 @@ class ForgetGeneralization:
 
     def validate(self, config: ForgetGeneralizationConfig) -> None:
         for ref in config.tasks:
-            TASKS.get(ref.name)
+            get_task(ref.name)
         for section in ("finetune", "forget"):
             try:
                 METHODS.get(getattr(config, section).method)

@@ -1,0 +1,104 @@
+"""Study A end to end on a tiny random model and generated tasks: stages, summary, resume, errors."""
+
+import json
+import shutil
+
+import pytest
+
+from forgetlab.config import build_config
+from forgetlab.experiments import run_experiment
+from forgetlab.store import RunStore, read_jsonl
+
+RAW = {
+    "experiment": "forget_generalization",
+    "name": "tiny",
+    "model": {"name": "tiny-llama"},
+    "tasks": ["synth_compare"],
+    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
+    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4},
+    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2, "checkpoint_every": 1},
+    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
+}
+FIELDS = {"acc_pretrained", "acc_finetuned", "acc_forget_test", "acc_forget_train", "forget_gap", "forget_ratio", "category"}
+
+
+def test_full_pipeline_writes_everything(tmp_path):
+    run = run_experiment(build_config(RAW), tmp_path)
+    assert run.finished
+    summary = json.loads((run.dir / "summary.json").read_text())
+    task = summary["tasks"]["synth_compare"]
+    assert FIELDS <= set(task)
+    assert task["sizes"] == {"finetune": 16, "forget": 8, "validation": 8, "test": 12}
+    assert task["steps"] == {"finetune": 4, "forget": 4}
+    assert task["forget_gap"] == pytest.approx(task["acc_forget_test"] - 0.5)
+    metrics = list(read_jsonl(run.dir / "metrics.jsonl"))
+    trajectory = sorted({m["step"] for m in metrics if m["stage"] == "forget" and m["metric"] == "acc" and m["split"] == "forget"})
+    assert trajectory == [0, 2, 4]
+    assert {m["split"] for m in metrics if m["stage"] == "forget" and m["metric"] == "acc"} == {"forget", "test"}
+    examples = list(read_jsonl(run.dir / "examples.jsonl"))
+    assert {e["stage"] for e in examples} >= {"pretrained", "finetuned", "forgotten", "forget"}
+    assert (run.dir / "plots" / "synth_compare_forget_accuracy.png").is_file()
+    assert (run.dir / "stages" / "synth_compare" / "forgotten.safetensors").is_file()
+    assert not (run.dir / "stages" / "synth_compare" / "forget-checkpoint").exists()
+    assert "world_size: 1" in (run.dir / "config.yaml").read_text()
+
+
+def test_same_config_is_found_and_killed_run_resumes_identically(tmp_path):
+    config = build_config(RAW)
+    first = run_experiment(config, tmp_path / "a")
+    mtime = (first.dir / "summary.json").stat().st_mtime_ns
+    assert run_experiment(config, tmp_path / "a").dir == first.dir
+    assert (first.dir / "summary.json").stat().st_mtime_ns == mtime  # found, not redone
+
+    # Simulate a kill after the forgetting checkpoint at step 1: drop everything later, keep the checkpoint.
+    second = run_experiment(config, tmp_path / "b")
+    stages = second.dir / "stages" / "synth_compare"
+    for name in ("forget.json", "forgotten.json", "forgotten.safetensors"):
+        (stages / name).unlink()
+    (second.dir / "summary.json").unlink()
+    store = RunStore(tmp_path / "b")
+    store.fail(second, "killed")
+    shutil.copytree(_checkpoint_after_one_step(config, tmp_path / "c"), stages / "forget-checkpoint")
+    resumed = run_experiment(config, tmp_path / "b")
+    a = json.loads((first.dir / "summary.json").read_text())["tasks"]
+    b = json.loads((resumed.dir / "summary.json").read_text())["tasks"]
+    assert a == b
+
+
+def _checkpoint_after_one_step(config, root):
+    """A forget-stage checkpoint at step 1, made by a run that is stopped right after writing it."""
+    import forgetlab.train as train
+
+    original = train._save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    train._save_checkpoint = save_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, root)
+    finally:
+        train._save_checkpoint = original
+    (checkpoint,) = root.glob("*/stages/synth_compare/forget-checkpoint")
+    assert json.loads((checkpoint / "state.json").read_text())["steps"] == 1
+    assert RunStore(root).list()[0]["status"] == "failed"
+    return checkpoint
+
+
+def test_unknown_task_and_method_fail_before_any_work(tmp_path):
+    with pytest.raises(KeyError, match="unknown task 'nope'"):
+        run_experiment(build_config({**RAW, "tasks": ["nope"]}), tmp_path)
+    with pytest.raises(KeyError, match="forget.method: unknown method 'forgettt'"):
+        run_experiment(build_config({**RAW, "forget": {"method": "forgettt"}}), tmp_path)
+    assert RunStore(tmp_path).list() == []
+
+
+def test_split_too_small_fails_and_is_not_finished(tmp_path):
+    raw = {**RAW, "tasks": [{"name": "synth_compare"}], "data": {**RAW["data"], "forget_size": 100000}}
+    with pytest.raises(ValueError, match="synth_compare"):
+        run_experiment(build_config(raw), tmp_path)
+    (row,) = RunStore(tmp_path).list()
+    assert row["status"] == "failed"
+    assert not list(tmp_path.glob("*/summary.json"))
