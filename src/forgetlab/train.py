@@ -97,12 +97,17 @@ def total_steps(n_items: int, spec: OptimSpec, world_size: int) -> int:
     return max(1, math.ceil(spec.epochs * steps_per_epoch(n_items, spec, world_size)))
 
 
-def micro_batches(n_items: int, spec: OptimSpec, seed: int, rank: int, world_size: int) -> Iterator[list[int]]:
-    """Endless stream of this rank's item indices, epoch after epoch; order depends only on (seed, epoch)."""
+def micro_batches(
+    n_items: int, spec: OptimSpec, seed: int, rank: int, world_size: int, shuffle: bool = True
+) -> Iterator[list[int]]:
+    """Endless stream of this rank's item indices, epoch after epoch; order depends only on (seed, epoch).
+
+    ``shuffle=False`` keeps the items' given order in every epoch (for callers that build the stream).
+    """
     global_size = spec.batch_size * world_size
     epoch = 0
     while True:
-        order = np.random.default_rng([seed, epoch]).permutation(n_items).tolist()
+        order = np.random.default_rng([seed, epoch]).permutation(n_items).tolist() if shuffle else list(range(n_items))
         n_batches = math.ceil(n_items / global_size)
         padded = order + order[: n_batches * global_size - n_items]  # even batches on every rank
         for b in range(n_batches):
@@ -151,6 +156,7 @@ def train_items(
     evaluate: EvalFn | None = None,
     checkpoint_dir: Path | None = None,
     desc: str = "train",
+    shuffle: bool = True,
 ) -> StageResult:
     """Train ``model`` in place on encoded items; evaluate every ``spec.eval_every`` steps.
 
@@ -170,7 +176,7 @@ def train_items(
     if evaluate is not None and result.steps == 0 and spec.eval_every:
         result.trajectory.extend(evaluate(0))
 
-    stream = micro_batches(len(items), spec, seed, accelerator.process_index, accelerator.num_processes)
+    stream = micro_batches(len(items), spec, seed, accelerator.process_index, accelerator.num_processes, shuffle)
     for _ in range(result.steps * spec.grad_accum):  # replay the order up to the resume point
         next(stream)
     bar = tqdm(total=n_steps, initial=result.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -190,6 +196,8 @@ def train_items(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         result.steps += 1
+        if accelerator.num_processes > 1:  # log the loss of the global batch, not of rank 0's share
+            step_loss = accelerator.reduce(torch.tensor([step_loss]), reduction="mean").item()
         result.losses.append(step_loss)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}")
