@@ -102,3 +102,10 @@ def test_split_too_small_fails_and_is_not_finished(tmp_path):
     (row,) = RunStore(tmp_path).list()
     assert row["status"] == "failed"
     assert not list(tmp_path.glob("*/summary.json"))
+
+
+def test_over_long_item_is_named(tmp_path):
+    raw = {**RAW, "model": {"name": "tiny-llama", "tiny": {"max_position_embeddings": 12}}}
+    with pytest.raises(ValueError, match=r"synth_compare item \S+ choice \d"):
+        run_experiment(build_config(raw), tmp_path)
+    assert RunStore(tmp_path).list()[0]["status"] == "failed"

@@ -63,6 +63,7 @@ class TaskRunner:
     def __init__(self, config: ForgetGeneralizationConfig, ref: TaskRef, run: Run, accelerator: Accelerator) -> None:
         self.config, self.ref, self.run_, self.acc = config, ref, run, accelerator
         self.task = ref.name
+        self.delimiter = get_task(ref.name).target_delimiter
         self.model: torch.nn.Module | None = None
         self.tokenizer = None
         self.scores: dict[tuple[str, str], list[MCScore]] = {}
@@ -154,7 +155,7 @@ class TaskRunner:
         scorer = self._scorer()
         metrics, examples = [], []
         for split, docs in splits.items():
-            scores = score_mc(scorer, docs)
+            scores = score_mc(scorer, docs, target_delimiter=self.delimiter, desc=f"{self.task}: {stage} {split}")
             base = {"task": self.task, "stage": stage, "step": step, "split": split}
             metrics.extend(dict(base, metric=name, value=value) for name, value in self._split_metrics(scores).items())
             if split == "forget" and train_labels is not None:
