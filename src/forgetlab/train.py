@@ -7,6 +7,7 @@ process with N times the batch size.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -157,12 +158,20 @@ def train_items(
     checkpoint_dir: Path | None = None,
     desc: str = "train",
     shuffle: bool = True,
+    retain_items: Sequence[EncodedItem] | None = None,
 ) -> StageResult:
     """Train ``model`` in place on encoded items; evaluate every ``spec.eval_every`` steps.
+
+    Methods that need retain data get one batch of ``retain_items`` per forget batch, in their own
+    seeded order; methods that need a reference get a frozen copy of the model as it was before.
 
     ``evaluate(step)`` returns records that are kept in the trajectory (it runs on every process).
     With ``checkpoint_dir`` and ``spec.checkpoint_every``, a killed stage resumes from its last checkpoint.
     """
+    if method.needs_retain and not retain_items:
+        raise ValueError(f"{desc}: method {method.name} needs retain items and none were given")
+    if method.needs_reference:
+        method.attach_reference(copy.deepcopy(model))
     n_steps = total_steps(len(items), spec, accelerator.num_processes)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
@@ -177,15 +186,21 @@ def train_items(
         result.trajectory.extend(evaluate(0))
 
     stream = micro_batches(len(items), spec, seed, accelerator.process_index, accelerator.num_processes, shuffle)
+    retain_stream = None
+    if method.needs_retain:
+        retain_stream = micro_batches(len(retain_items), spec, seed + 1, accelerator.process_index, accelerator.num_processes)
     for _ in range(result.steps * spec.grad_accum):  # replay the order up to the resume point
         next(stream)
+        if retain_stream is not None:
+            next(retain_stream)
     bar = tqdm(total=n_steps, initial=result.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     wrapped.train()
     while result.steps < n_steps:
         step_loss = 0.0
         for _ in range(spec.grad_accum):
             batch = collate([items[i] for i in next(stream)], spec.loss, pad_id)
-            loss = method.loss(wrapped, batch) / spec.grad_accum
+            retain = collate([retain_items[i] for i in next(retain_stream)], spec.loss, pad_id) if retain_stream else None
+            loss = method.loss(wrapped, batch, retain) / spec.grad_accum
             if not torch.isfinite(loss):
                 raise DivergenceError(f"{desc}: loss became {loss.item()} at step {result.steps + 1}")
             accelerator.backward(loss)

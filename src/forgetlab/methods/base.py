@@ -74,17 +74,28 @@ class Method:
     name: ClassVar[str] = "method"
     #: True for methods that push probability *away* from the labels (unlearning by ascent).
     ascent: ClassVar[bool] = False
+    #: True for methods whose loss also takes a batch of retain items.
+    needs_retain: ClassVar[bool] = False
+    #: True for methods that compare against a frozen copy of the model before training.
+    needs_reference: ClassVar[bool] = False
 
-    def __init__(self, loss: LossMode = "answer", reduction: Literal["mean", "sum"] = "mean") -> None:
+    def __init__(self, loss: LossMode = "answer", reduction: Literal["mean", "sum"] = "mean", **options: Any) -> None:
+        if options:
+            raise ValueError(f"method {self.name}: unknown options {sorted(options)}")
         self.loss_mode = loss
         self.reduction = reduction
+        self.reference: torch.nn.Module | None = None
+
+    def attach_reference(self, reference: torch.nn.Module) -> None:
+        """Give the method its frozen reference model (only called when ``needs_reference``)."""
+        self.reference = reference.eval().requires_grad_(False)
 
     def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:
         """The items with the labels this method trains on (identity by default)."""
         return list(docs)
 
-    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        """The scalar to minimise on one batch."""
+    def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
+        """The scalar to minimise on one batch (``retain`` is given to methods that need it)."""
         if self.loss_mode == "choice":
             supervised = choice_cross_entropy(model, batch)
         else:
