@@ -1,0 +1,680 @@
+"""The scoring engine: the one place that turns (context, continuation) pairs into log-likelihoods.
+
+Numbers equal lm-evaluation-harness 0.4.13's ``hf`` model (``HFLM.loglikelihood``) within float noise:
+the same tokenisation (:func:`encode_pair`), the same left truncation, the same ``is_greedy``. It is
+faster because it
+
+* deduplicates requests (by string, then by tokens);
+* runs every distinct context ONCE: the continuations of one context are laid out after it as a
+  prefix tree (shared continuation prefixes are run once too) and attend only to their own branch
+  through a 4-D attention mask with matching position ids (``prefix_sharing``);
+* projects onto the vocabulary (``lm_head`` + ``log_softmax``) only at the positions that predict
+  continuation tokens (``logits_to_keep``), never at context positions;
+* sorts rows by length and batches them by a token budget, so padding stays small.
+
+Plain rows (one sequence per distinct ``context + continuation[:-1]``, right-padded, the model's own
+causal mask, one-token continuations read off their context's row like lm-eval's logits cache) are
+used where a custom mask could change results: attention kernels other than sdpa/eager, models
+without ``position_ids``, and items longer than a model's sliding attention window.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from forgetlab.data.types import MCDoc
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" model_max_length
+DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer gives a length
+_SEQLEN_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
+
+OnOverlong = Literal["error", "truncate"]
+
+
+# --------------------------------------------------------------------------------------- tokenisation
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """lm-eval's ``prefix_token_id``: the token that stands in for an empty context (BOS, else EOS)."""
+    token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if token_id is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token: cannot score an empty context")
+    return int(token_id)
+
+
+class _Encoder:
+    """lm-eval's ``HFLM.tok_encode`` and ``loglikelihood`` tokenisation with default arguments."""
+
+    def __init__(self, tokenizer: Any, add_bos_token: bool | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.add_bos_token = add_bos_token
+        self.prefix_id = prefix_token_id(tokenizer)
+        self.prefix_str = tokenizer.decode(self.prefix_id)
+
+    def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
+        """``tok_encode``: special tokens as the tokenizer adds them, unless the text starts with BOS."""
+        kwargs: dict[str, bool] = {}
+        if add_special_tokens is not None:
+            kwargs["add_special_tokens"] = add_special_tokens
+        elif self.add_bos_token is not None:
+            kwargs["add_special_tokens"] = self.add_bos_token
+        if add_special_tokens is None and text.startswith(self.prefix_str):
+            kwargs["add_special_tokens"] = False
+        return list(self.tokenizer.encode(text, **kwargs))
+
+    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """``loglikelihood`` + ``_encode_pair`` for a causal model."""
+        if context == "":
+            cont = self.encode(continuation, add_special_tokens=False)
+            if cont and cont[0] == self.prefix_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_id], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx) :]
+
+
+def encode_pair(
+    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None
+) -> tuple[list[int], list[int]]:
+    """Tokenise one loglikelihood request exactly like lm-eval 0.4.13's ``hf`` model.
+
+    Trailing whitespace of the context moves to the continuation; ``whole = encode(context +
+    continuation)``, ``ctx = encode(context)``, ``cont = whole[len(ctx):]``. An empty context becomes
+    ``[prefix_token_id]`` (BOS, else EOS), unless the continuation already starts with that token.
+    ``add_bos_token`` is HFLM's argument of the same name (``None``: the tokenizer's default).
+    """
+    return _Encoder(tokenizer, add_bos_token).pair(context, continuation)
+
+
+def resolve_max_length(model_config: Any, tokenizer: Any = None, default: int = DEFAULT_MAX_LENGTH) -> int:
+    """lm-eval's ``resolve_max_length``: config (text config first), then tokenizer, then ``default``."""
+    cfg = getattr(model_config, "text_config", None) or model_config
+    for attr in _SEQLEN_ATTRS:
+        value = getattr(cfg, attr, None)
+        if value is not None:
+            return int(value)
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit != TOKENIZER_INFINITY:
+        return int(limit)
+    return default
+
+
+# --------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ScoredRequest:
+    """The score of one (context, continuation) request."""
+
+    logprob: float  # sum of log p over the continuation tokens
+    is_greedy: bool  # every continuation token is the argmax of its position
+    n_tokens: int  # continuation tokens scored
+
+
+@dataclass(frozen=True)
+class MCScore:
+    """The scores of one multiple-choice item; ``pred``/``pred_norm`` follow lm-eval's acc/acc_norm."""
+
+    doc_id: str
+    gold: int
+    logprobs: tuple[float, ...]
+    cont_chars: tuple[int, ...]  # characters per choice, the acc_norm denominator
+    task: str = ""
+
+    @property
+    def pred(self) -> int:
+        """The choice with the highest log-likelihood (first on ties, like ``np.argmax``)."""
+        return int(np.argmax(self.logprobs))
+
+    @property
+    def pred_norm(self) -> int:
+        """The choice with the highest log-likelihood per character (lm-eval ``acc_norm``)."""
+        return int(np.argmax(np.asarray(self.logprobs) / np.asarray(self.cont_chars, dtype=float)))
+
+    @property
+    def correct(self) -> bool:
+        return self.pred == self.gold
+
+    @property
+    def correct_norm(self) -> bool:
+        return self.pred_norm == self.gold
+
+    @property
+    def confidence(self) -> float:
+        """``p(gold) / sum_j p(choice j)``: the softmax of the log-likelihoods at the gold choice."""
+        lp = np.asarray(self.logprobs, dtype=np.float64)
+        return float(np.exp(lp[self.gold] - (lp.max() + np.log(np.exp(lp - lp.max()).sum()))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat JSON-friendly record (fields and derived properties)."""
+        return {
+            "task": self.task,
+            "doc_id": self.doc_id,
+            "gold": self.gold,
+            "logprobs": list(self.logprobs),
+            "cont_chars": list(self.cont_chars),
+            "pred": self.pred,
+            "pred_norm": self.pred_norm,
+            "correct": self.correct,
+            "correct_norm": self.correct_norm,
+            "confidence": self.confidence,
+        }
+
+
+# --------------------------------------------------------------------------------------- work plan
+
+
+@dataclass
+class _Row:
+    """One sequence of the forward pass: a context and (tree rows) its continuation prefix tree.
+
+    ``parents[i]`` is the token that token ``i`` follows (-1 for the first); ``positions`` are the
+    position ids (depth in the tree); ``targets`` are ``(index, token, job)``: the logits at ``index``
+    must predict ``token`` for job ``job``.
+    """
+
+    tokens: list[int]
+    parents: list[int]
+    positions: list[int]
+    targets: list[tuple[int, int, int]] = field(default_factory=list)
+    tree: bool = True
+
+    @property
+    def first_target(self) -> int:
+        return min(t[0] for t in self.targets)
+
+    def ancestors(self) -> np.ndarray:
+        """``[n, n]`` bool: token i may attend to token j (j is i or one of its ancestors)."""
+        n = len(self.tokens)
+        allowed = np.zeros((n, n), dtype=bool)
+        for i, parent in enumerate(self.parents):
+            if parent >= 0:
+                allowed[i] = allowed[parent]
+            allowed[i, i] = True
+        return allowed
+
+
+def _tree_row(ctx: Sequence[int], conts: Sequence[tuple[tuple[int, ...], int]]) -> _Row:
+    """A context followed by the prefix tree of its continuations (all but each one's last token)."""
+    n_ctx = len(ctx)
+    row = _Row(list(ctx), list(range(-1, n_ctx - 1)), list(range(n_ctx)))
+    children: dict[tuple[int, int], int] = {}  # (parent index, token) -> index
+    for cont, job in conts:
+        node = n_ctx - 1
+        row.targets.append((node, cont[0], job))
+        for j, token in enumerate(cont[:-1]):
+            key = (node, token)
+            if key not in children:
+                children[key] = len(row.tokens)
+                row.tokens.append(token)
+                row.parents.append(node)
+                row.positions.append(n_ctx + j)
+            node = children[key]
+            row.targets.append((node, cont[j + 1], job))
+    return row
+
+
+def _plain_rows(ctx: Sequence[int], conts: Sequence[tuple[tuple[int, ...], int]]) -> list[_Row]:
+    """One linear sequence per distinct ``ctx + cont[:-1]``, as lm-eval runs them (no custom mask)."""
+    rows: dict[tuple[int, ...], _Row] = {}
+    for cont, job in sorted(conts, key=lambda c: -len(c[0])):
+        seq = tuple(ctx) + cont[:-1]
+        # a one-token continuation is read off any row of its context (lm-eval's logits cache)
+        row = rows.get(seq) or (next(iter(rows.values())) if len(cont) == 1 and rows else None)
+        if row is None:
+            row = rows[seq] = _Row(list(seq), list(range(-1, len(seq) - 1)), list(range(len(seq))), tree=False)
+        start = len(ctx) - 1
+        row.targets.extend((start + j, token, job) for j, token in enumerate(cont))
+    return list(rows.values())
+
+
+def _chunks(
+    conts: list[tuple[tuple[int, ...], int]], n_ctx: int, cap: int
+) -> Iterator[list[tuple[tuple[int, ...], int]]]:
+    """Split a context's continuations so that each tree row stays within ``cap`` tokens."""
+    chunk: list[tuple[tuple[int, ...], int]] = []
+    size = n_ctx
+    for cont in sorted(conts):
+        extra = len(cont[0]) - 1
+        if chunk and size + extra > cap:
+            yield chunk
+            chunk, size = [], n_ctx
+        chunk.append(cont)
+        size += extra
+    if chunk:
+        yield chunk
+
+
+def _batches(rows: list[_Row], batch_size: int, max_tokens: int) -> Iterator[list[_Row]]:
+    """Rows longest first, grouped while ``n_rows * longest <= max_tokens`` and ``n_rows <= batch_size``."""
+    rows = sorted(rows, key=lambda r: (-len(r.tokens), r.tree))
+    batch: list[_Row] = []
+    for row in rows:
+        if batch and (
+            len(batch) >= batch_size
+            or (len(batch) + 1) * len(batch[0].tokens) > max_tokens
+            or row.tree != batch[0].tree
+        ):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
+
+
+def _assign(costs: Sequence[int], world: int) -> list[int]:
+    """Balance work across processes: largest first, each to the least loaded process."""
+    loads = [0] * world
+    owner = [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        rank = min(range(world), key=lambda r: loads[r])
+        owner[i] = rank
+        loads[rank] += costs[i]
+    return owner
+
+
+# --------------------------------------------------------------------------------------- model helpers
+
+
+def _unwrap(model: Any) -> Any:
+    """The module to run: without DistributedDataParallel-style wrappers (no collectives per forward)."""
+    while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
+
+
+def _forward_params(model: Any) -> set[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+class _EvalMode:
+    """Eval mode + ``torch.inference_mode`` while scoring; restores every module's train flag after."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.modes: dict[torch.nn.Module, bool] = {}
+        self.inference = torch.inference_mode()
+
+    def __enter__(self) -> None:
+        self.modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        self.inference.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.inference.__exit__(*exc)
+        for module, training in self.modes.items():
+            module.training = training
+
+
+# --------------------------------------------------------------------------------------- scorer
+
+
+class Scorer:
+    """Scores loglikelihood requests and reads hidden states of a causal LM, lm-eval-exact and fast.
+
+    Args:
+        model, tokenizer: a Hugging Face causal LM (or a PEFT / DDP wrapper of one) and its tokenizer.
+        batch_size: at most this many rows (distinct contexts) per forward pass.
+        max_tokens_per_batch: at most this many tokens (rows x longest row, padding included) per pass.
+        max_length: the model's context length; ``None``: from the config like lm-eval.
+        on_overlong: ``"error"``: one ValueError naming the over-long items; ``"truncate"``: drop context
+            tokens from the left exactly like lm-eval.
+        accelerator: an ``accelerate.Accelerator``; with several processes the work is sharded and every
+            process gets the full, ordered result.
+        progress: show a tqdm bar (rate, ETA) on the main process.
+        add_bos_token: HFLM's argument of the same name (``None``: the tokenizer's default).
+        prefix_sharing: run each distinct context once, its continuations as a prefix tree (4-D mask).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_size: int = 64,
+        max_tokens_per_batch: int = 2048,
+        max_length: int | None = None,
+        on_overlong: OnOverlong = "error",
+        accelerator: Any = None,
+        progress: bool = True,
+        add_bos_token: bool | None = None,
+        prefix_sharing: bool = True,
+    ) -> None:
+        if on_overlong not in ("error", "truncate"):
+            raise ValueError(f"on_overlong must be 'error' or 'truncate', got {on_overlong!r}")
+        if batch_size < 1 or max_tokens_per_batch < 1:
+            raise ValueError("batch_size and max_tokens_per_batch must be positive")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = int(batch_size)
+        self.max_tokens_per_batch = int(max_tokens_per_batch)
+        self.on_overlong: OnOverlong = on_overlong
+        self.accelerator = accelerator
+        self.progress = progress
+        self.encoder = _Encoder(tokenizer, add_bos_token)
+        core = _unwrap(model)
+        self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
+        params = _forward_params(core)
+        self._logits_to_keep = "logits_to_keep" in params
+        cfg = getattr(core.config, "text_config", None) or core.config
+        # custom 4-D masks reach the attention kernel as-is only with sdpa / eager attention
+        attention = getattr(core.config, "_attn_implementation", None) or "eager"
+        self.prefix_sharing = prefix_sharing and "position_ids" in params and attention in ("sdpa", "eager")
+        self._window: int | None = getattr(cfg, "sliding_window", None)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+
+    # ------------------------------------------------------------------ public API
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """:func:`encode_pair` with this scorer's tokenizer settings."""
+        return self.encoder.pair(context, continuation)
+
+    def loglikelihood(
+        self,
+        requests: Sequence[tuple[str, str]],
+        names: Sequence[str] | None = None,
+        desc: str | None = None,
+    ) -> list[ScoredRequest]:
+        """``log p(continuation | context)`` per request, in request order (lm-eval ``loglikelihood``).
+
+        ``names`` label the requests in error messages (default ``request <i>``).
+        """
+        if names is not None and len(names) != len(requests):
+            raise ValueError(f"got {len(names)} names for {len(requests)} requests")
+        jobs, job_of = self._encode_jobs(requests, names)
+        rows = self._plan(jobs)
+        owner = self._shard([sum(len(r.tokens) for r in group) for group in rows])
+        mine = [row for group, rank in zip(rows, owner) if rank == self._rank for row in group]
+        scores = self._gather(self._score_rows(mine, desc or "loglikelihood"))
+        results = [ScoredRequest(*scores[j], n_tokens=len(jobs[j][1])) for j in range(len(jobs))]
+        return [results[j] for j in job_of]
+
+    def hidden_states(self, texts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
+        """The hidden state of each text's last token at ``layers``: ``{layer: (n_texts, hidden)}`` float32.
+
+        Layers index HF's ``output_hidden_states`` tuple: 0 = embeddings, L = last layer, negative
+        from the end (-1 = last layer, -5 = fifth from last). Texts are tokenised like lm-eval's
+        ``tok_encode``; over-long texts follow ``on_overlong`` (truncate keeps the last tokens).
+        """
+        config = _unwrap(self.model).config
+        n_states = int((getattr(config, "text_config", None) or config).num_hidden_layers) + 1
+        index = {}
+        for layer in layers:
+            if not -n_states <= layer < n_states:
+                raise ValueError(f"layer {layer} out of range for a model with {n_states - 1} layers")
+            index[layer] = layer % n_states
+        seqs = [self._fit_text(i, t) for i, t in enumerate(texts)]
+        owner = self._shard([len(s) for s in seqs])
+        mine = [i for i, rank in enumerate(owner) if rank == self._rank]
+        found = self._gather(self._hidden_rows(seqs, mine, sorted(set(index.values()))))
+        width = int((getattr(config, "text_config", None) or config).hidden_size)
+        return {
+            layer: np.stack([found[i][idx] for i in range(len(texts))]).astype(np.float32)
+            if texts
+            else np.zeros((0, width), np.float32)
+            for layer, idx in index.items()
+        }
+
+    # ------------------------------------------------------------------ planning
+    def _encode_jobs(
+        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None
+    ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[int]]:
+        """Distinct (context tokens, continuation tokens) jobs, after length checks; request -> job."""
+        by_text: dict[tuple[str, str], int] = {}
+        by_tokens: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        jobs: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        job_of: list[int] = []
+        overlong: list[str] = []
+        for i, (context, continuation) in enumerate(requests):
+            key = (context, continuation)
+            if key not in by_text:
+                name = names[i] if names is not None else f"request {i}"
+                ctx, cont = self._fit(name, *self.encoder.pair(context, continuation), overlong)
+                by_text[key] = by_tokens.setdefault((ctx, cont), len(by_tokens))
+                if by_text[key] == len(jobs):
+                    jobs.append((ctx, cont))
+            job_of.append(by_text[key])
+        if overlong:
+            shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
+            raise ValueError(
+                f"{len(overlong)} request(s) over the limit of {self.max_length + 1} context + continuation "
+                f"tokens (max_length {self.max_length}, +1 for the shifted target): {shown}. "
+                "Shorten them or use on_overlong='truncate' (left truncation, as lm-eval does)."
+            )
+        return jobs, job_of
+
+    def _fit(
+        self, name: str, ctx: list[int], cont: list[int], overlong: list[str]
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Apply the length policy to one encoded request (lm-eval keeps the last max_length + 1 tokens)."""
+        if not cont:
+            raise ValueError(f"{name}: the continuation encodes to no tokens")
+        if not ctx:
+            raise ValueError(f"{name}: the context encodes to no tokens (it is only whitespace?)")
+        total, limit = len(ctx) + len(cont), self.max_length
+        if len(cont) > limit:
+            raise ValueError(f"{name}: the continuation alone has {len(cont)} tokens, over the limit {limit}")
+        if total > limit + 1:
+            if self.on_overlong == "error":
+                overlong.append(f"{name} has {total} tokens")
+            else:
+                log.warning("%s: %d tokens over the limit %d, truncating from the left", name, total, limit + 1)
+                ctx = ctx[total - limit - 1 :]
+        return tuple(ctx), tuple(cont)
+
+    def _fit_text(self, i: int, text: str) -> list[int]:
+        seq = self.encoder.encode(text)
+        if not seq:
+            raise ValueError(f"text {i} encodes to no tokens")
+        if len(seq) > self.max_length:
+            if self.on_overlong == "error":
+                raise ValueError(f"text {i} has {len(seq)} tokens, over the model's maximum length {self.max_length}")
+            seq = seq[-self.max_length :]
+        return seq
+
+    def _plan(self, jobs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[list[_Row]]:
+        """The rows to run, grouped by context (a group is never split across processes)."""
+        by_ctx: dict[tuple[int, ...], list[tuple[tuple[int, ...], int]]] = {}
+        for j, (ctx, cont) in enumerate(jobs):
+            by_ctx.setdefault(ctx, []).append((cont, j))
+        groups = []
+        for ctx, conts in by_ctx.items():
+            depth = len(ctx) + max(len(c) for c, _ in conts) - 1
+            if self.prefix_sharing and (self._window is None or depth < self._window):
+                cap = max(self.max_tokens_per_batch, depth)
+                groups.append([_tree_row(ctx, chunk) for chunk in _chunks(conts, len(ctx), cap)])
+            else:
+                groups.append(_plain_rows(ctx, conts))
+        return groups
+
+    # ------------------------------------------------------------------ processes
+    @property
+    def _world(self) -> int:
+        return int(getattr(self.accelerator, "num_processes", 1) or 1)
+
+    @property
+    def _rank(self) -> int:
+        return int(getattr(self.accelerator, "process_index", 0) or 0)
+
+    @property
+    def _is_main(self) -> bool:
+        return self.accelerator is None or bool(self.accelerator.is_main_process)
+
+    def _shard(self, costs: Sequence[int]) -> list[int]:
+        return _assign(costs, self._world) if self._world > 1 else [0] * len(costs)
+
+    def _gather(self, partial: dict[int, Any]) -> dict[int, Any]:
+        if self._world == 1:
+            return partial
+        from accelerate.utils import gather_object
+
+        merged: dict[int, Any] = {}
+        for part in gather_object([partial]):
+            merged.update(part)
+        return merged
+
+    def _bar(self, total: int, desc: str) -> tqdm:
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="tok",
+            unit_scale=True,
+            leave=False,
+            disable=not (self.progress and self._is_main),
+        )
+
+    # ------------------------------------------------------------------ forward passes
+    @property
+    def _device(self) -> torch.device:
+        return next(_unwrap(self.model).parameters()).device
+
+    def _score_rows(self, rows: list[_Row], desc: str) -> dict[int, tuple[float, bool]]:
+        """Run rows in token-budget batches; ``{job: (summed logprob, is_greedy)}``."""
+        totals: dict[int, list] = {}
+        model = _unwrap(self.model)
+        with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), desc) as bar:
+            for batch in _batches(rows, self.batch_size, self.max_tokens_per_batch):
+                logprobs, greedy, jobs = self._score_batch(model, batch)
+                for job, lp, ok in zip(jobs, logprobs.tolist(), greedy.tolist()):
+                    acc = totals.setdefault(job, [0.0, True])
+                    acc[0] += lp
+                    acc[1] = acc[1] and ok
+                bar.update(sum(len(r.tokens) for r in batch))
+        return {job: (lp, ok) for job, (lp, ok) in totals.items()}
+
+    def _score_batch(self, model: Any, batch: list[_Row]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """One forward pass; per target: log p(token), whether it is the argmax, its job."""
+        width = max(len(r.tokens) for r in batch)
+        # tree rows are left-padded (their targets end at the right edge), plain rows right-padded
+        keep = max((len(r.tokens) if r.tree else width) - r.first_target for r in batch)
+        inputs = self._tree_inputs(batch, width) if batch[0].tree else self._plain_inputs(batch, width)
+        if self._logits_to_keep:
+            inputs["logits_to_keep"] = keep
+        logits = model(**inputs, use_cache=False).logits[:, -keep:]
+        rows, cols, tokens, jobs = [], [], [], []
+        for b, row in enumerate(batch):
+            shift = (len(row.tokens) if row.tree else width) - keep
+            for index, token, job in row.targets:
+                rows.append(b)
+                cols.append(index - shift)
+                tokens.append(token)
+                jobs.append(job)
+        picked = torch.log_softmax(logits[rows, cols].float(), dim=-1)
+        target = torch.tensor(tokens, device=picked.device)
+        logprobs = picked.gather(1, target[:, None])[:, 0]
+        greedy = picked.argmax(dim=-1) == target
+        return logprobs.cpu().numpy(), greedy.cpu().numpy(), jobs
+
+    def _tree_inputs(self, batch: list[_Row], width: int) -> dict[str, torch.Tensor]:
+        """Left-padded ids, position ids and the additive 4-D mask of prefix-tree rows."""
+        ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        positions = np.zeros((len(batch), width), dtype=np.int64)
+        allowed = np.zeros((len(batch), width, width), dtype=bool)
+        diagonal = np.arange(width)
+        allowed[:, diagonal, diagonal] = True  # padding attends to itself: no empty softmax rows
+        for b, row in enumerate(batch):
+            start = width - len(row.tokens)
+            ids[b, start:] = row.tokens
+            positions[b, start:] = row.positions
+            allowed[b, start:, start:] = row.ancestors()
+        dtype = _unwrap(self.model).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype)
+        mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
+        device = self._device
+        return {
+            "input_ids": torch.from_numpy(ids).to(device),
+            "position_ids": torch.from_numpy(positions).to(device),
+            "attention_mask": mask[:, None].to(device),
+        }
+
+    def _plain_inputs(self, batch: list[_Row], width: int) -> dict[str, torch.Tensor]:
+        """Right-padded ids without a mask: causal attention never looks at the padding (as lm-eval)."""
+        ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        for b, row in enumerate(batch):
+            ids[b, : len(row.tokens)] = row.tokens
+        return {"input_ids": torch.from_numpy(ids).to(self._device)}
+
+    def _hidden_rows(self, seqs: list[list[int]], mine: list[int], states: list[int]) -> dict[int, np.ndarray]:
+        """``{text index: (n_states_wanted..., hidden)}`` indexed by HF hidden-state number."""
+        rows = [_Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
+        found: dict[int, np.ndarray] = {}
+        model = _unwrap(self.model)
+        with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), "hidden states") as bar:
+            for batch in _batches(rows, self.batch_size, self.max_tokens_per_batch):
+                inputs = self._plain_inputs(batch, max(len(r.tokens) for r in batch))
+                if self._logits_to_keep:
+                    inputs["logits_to_keep"] = 1
+                out = model(**inputs, output_hidden_states=True, use_cache=False)
+                for b, row in enumerate(batch):
+                    index, _, text = row.targets[0]
+                    vectors = {s: out.hidden_states[s][b, index].float().cpu().numpy() for s in states}
+                    found[text] = vectors
+                bar.update(sum(len(r.tokens) for r in batch))
+        return found
+
+
+# --------------------------------------------------------------------------------------- MC items
+
+
+def _choice_chars(doc: MCDoc, target_delimiter: str) -> tuple[int, ...]:
+    """lm-eval's acc_norm denominators: ``len(choice)`` without the target delimiter.
+
+    For multiple-input items (one shared continuation, one context per choice) lm-eval measures the
+    choices, which are the contexts.
+    """
+    if len(set(doc.continuations)) == 1 and len(set(doc.contexts)) > 1:
+        return tuple(len(c) for c in doc.contexts)
+    n = len(target_delimiter)
+    return tuple(len(c) - n if n and c.startswith(target_delimiter) else len(c) for c in doc.continuations)
+
+
+def score_mc(scorer: Scorer, docs: Sequence[MCDoc], *, target_delimiter: str = " ", desc: str | None = None) -> list[MCScore]:
+    """Score every choice of every item (identical requests run once) into :class:`MCScore`.
+
+    ``target_delimiter`` is the task's lm-eval delimiter that the continuations start with; it is not
+    counted in ``cont_chars`` (lm-eval divides by ``len(choice)``).
+    """
+    requests, names = [], []
+    for doc in docs:
+        for i in range(doc.n_choices):
+            requests.append(doc.request(i))
+            names.append(f"{doc.task} item {doc.doc_id} choice {i}")
+    scored = iter(scorer.loglikelihood(requests, names=names, desc=desc or "multiple choice"))
+    return [
+        MCScore(
+            doc_id=doc.doc_id,
+            gold=doc.gold,
+            logprobs=tuple(next(scored).logprob for _ in range(doc.n_choices)),
+            cont_chars=_choice_chars(doc, target_delimiter),
+            task=doc.task,
+        )
+        for doc in docs
+    ]
+
+
+__all__ = [
+    "MCScore",
+    "Scorer",
+    "ScoredRequest",
+    "encode_pair",
+    "prefix_token_id",
+    "resolve_max_length",
+    "score_mc",
+]
