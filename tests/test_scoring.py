@@ -24,7 +24,7 @@ def brute_force(model, tokenizer, context: str, continuation: str) -> tuple[floa
     """One unbatched forward pass over ctx + cont[:-1]; log_softmax; sum over the continuation."""
     ctx, cont = encode_pair(tokenizer, context, continuation)
     with torch.no_grad():
-        logits = model(torch.tensor([ctx + cont][:1])[:, :-1]).logits[0]
+        logits = model(torch.tensor([ctx + cont[:-1]])).logits[0]
     logprobs = torch.log_softmax(logits[len(ctx) - 1 :], dim=-1)
     target = torch.tensor(cont)
     return float(logprobs.gather(1, target[:, None]).sum()), bool((logprobs.argmax(-1) == target).all())
@@ -261,3 +261,59 @@ def test_score_mc_matches_loglikelihood(tiny):
     assert scores[2].cont_chars == (len(" we stayed in."), len(" we went out."))
     assert scores[3].cont_chars == (len("Tom gave Ann"), len("Ann gave Tom"))  # multiple input: the choices
     assert scores[0].logprobs == scores[4].logprobs and scores[4].correct == (scores[4].pred == 1)
+
+
+# ------------------------------------------------------------------------------- other architectures
+
+
+def test_sliding_window_model_stays_exact():
+    """Items longer than the attention window run as plain rows; shorter ones share their context."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from forgetlab.models import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, sliding_window=24, max_position_embeddings=512,
+        initializer_range=0.2, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = MistralForCausalLM(config).eval()
+    requests = [("short:", " ab"), ("short:", " ac"), (LONG, " the fox"), (LONG, " the dog")]
+    scorer = Scorer(model, tokenizer, batch_size=4, progress=False)
+    rows = [row for group in scorer._plan(scorer._encode_jobs(requests, None)[0]) for row in group]
+    assert sorted(row.tree for row in rows) == [False, False, True]
+    for request, result in zip(requests, scorer.loglikelihood(requests)):
+        assert result.logprob == pytest.approx(brute_force(model, tokenizer, *request)[0], abs=1e-4)
+
+
+def test_lora_wrapped_model(tiny):
+    from forgetlab.models import LoraSpec, add_lora
+
+    base, tokenizer = load_model(ModelSpec(name="tiny-llama", tiny={"seed": 2}))
+    model = add_lora(base, LoraSpec(r=4))
+    with torch.no_grad():  # make the adapters matter
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    requests = [("Hello", " world"), ("Hello", " there you"), ("", "abc")]
+    for request, result in zip(requests, Scorer(model, tokenizer, progress=False).loglikelihood(requests)):
+        assert result.logprob == pytest.approx(brute_force(model, tokenizer, *request)[0], abs=1e-4)
+
+
+def test_many_continuations_of_one_context_are_split_into_rows(tiny):
+    """Canary-style scoring: one context, many continuations; tree rows stay within the row budget."""
+    model, tokenizer = tiny
+    rng = np.random.default_rng(0)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    secrets = ["".join(rng.choice(alphabet, 10)) for _ in range(40)]
+    requests = [("My secret is ", s) for s in secrets] + [("My secret is ", secrets[0][:5] + "zzzzz")]
+    scorer = Scorer(model, tokenizer, batch_size=3, max_tokens_per_batch=128, progress=False)
+    rows = [row for group in scorer._plan(scorer._encode_jobs(requests, None)[0]) for row in group]
+    n_ctx = len(encode_pair(tokenizer, "My secret is ", "x")[0])
+    assert len(rows) > 3 and all(len(row.tokens) <= n_ctx + 128 for row in rows)
+    results = scorer.loglikelihood(requests)
+    for index in (0, 7, 39, 40):
+        assert results[index].logprob == pytest.approx(brute_force(model, tokenizer, *requests[index])[0], abs=1e-4)

@@ -39,6 +39,10 @@ TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit"
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer gives a length
 _SEQLEN_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
 
+# A context with many continuations is split into tree rows with at most about this many continuation
+# tokens each: masked attention costs O(row length^2), so very long rows waste more than sharing saves.
+TREE_ROW_TOKENS = 512
+
 OnOverlong = Literal["error", "truncate"]
 
 
@@ -498,7 +502,7 @@ class Scorer:
         for ctx, conts in by_ctx.items():
             depth = len(ctx) + max(len(c) for c, _ in conts) - 1
             if self.prefix_sharing and (self._window is None or depth < self._window):
-                cap = max(self.max_tokens_per_batch, depth)
+                cap = max(depth, len(ctx) + min(self.max_tokens_per_batch, TREE_ROW_TOKENS))
                 groups.append([_tree_row(ctx, chunk) for chunk in _chunks(conts, len(ctx), cap)])
             else:
                 groups.append(_plain_rows(ctx, conts))
