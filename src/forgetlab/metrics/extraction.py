@@ -1,0 +1,89 @@
+"""Extraction: does the model still reproduce the forget targets?
+
+* **Exact memorization** (Tirumala et al. 2022, "Memorization Without Overfitting"): the fraction of
+  target tokens that are the model's greedy (argmax) prediction given the *true* prefix
+  (teacher forcing). 1 = every token would be predicted, higher = more memorized.
+* **Verbatim continuation match** (Carlini et al. 2021/2023, extractable memorization): greedy
+  generation of ``|y|`` tokens from the prompt equals the target tokens exactly (0/1 per item).
+* **Prefix match**: the fraction of target tokens greedy generation reproduces before its first
+  mismatch.
+
+Greedy decoding reproduces the target iff every teacher-forced argmax is the target token, so in
+exact arithmetic ``verbatim == (exact memorization == 1)``; :func:`greedy_continuations` really
+generates (with a KV cache and left padding) so the reported match is what a user would extract.
+Targets are compared as token ids, tokenised like the scoring engine (``encode_pair``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import GenerationConfig
+
+
+def exact_memorization(greedy: Sequence[np.ndarray]) -> np.ndarray:
+    """Per item: the mean of its per-token "argmax == target" flags."""
+    return np.asarray([float(np.mean(g)) for g in greedy])
+
+
+def _check(generated: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> None:
+    if len(generated) != len(targets):
+        raise ValueError(f"{len(generated)} generations for {len(targets)} targets")
+    if any(len(t) == 0 for t in targets):
+        raise ValueError("empty target")
+
+
+def verbatim_match(generated: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Per item: 1.0 if the first ``len(target)`` generated tokens are the target, else 0.0."""
+    _check(generated, targets)
+    return np.asarray([float(list(g[: len(t)]) == list(t)) for g, t in zip(generated, targets)])
+
+
+def prefix_match(generated: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Per item: (number of leading target tokens generated before the first mismatch) / ``len(target)``."""
+    _check(generated, targets)
+    out = []
+    for g, t in zip(generated, targets):
+        n = 0
+        while n < len(t) and n < len(g) and g[n] == t[n]:
+            n += 1
+        out.append(n / len(t))
+    return np.asarray(out)
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
+
+
+@torch.no_grad()
+def greedy_continuations(model: torch.nn.Module, contexts: Sequence[Sequence[int]], lengths: Sequence[int], *,
+                         pad_id: int, batch_size: int = 16) -> list[list[int]]:
+    """Greedy continuation of each context, ``lengths[i]`` new tokens (fewer if the model emits EOS).
+
+    Plain greedy decoding (no sampling, no penalties; EOS ends a row early), contexts left-padded in
+    batches; the model's train/eval mode is restored afterwards.
+    """
+    model = _unwrapped(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[int]] = []
+    try:
+        for start in range(0, len(contexts), batch_size):
+            chunk, wanted = contexts[start : start + batch_size], lengths[start : start + batch_size]
+            width = max(len(c) for c in chunk)
+            ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
+            config = GenerationConfig(
+                max_new_tokens=max(wanted), do_sample=False, num_beams=1, pad_token_id=pad_id,
+                eos_token_id=getattr(model.config, "eos_token_id", None),
+            )  # plain greedy: none of the checkpoint's own generation settings (repetition penalty, ...)
+            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            out.extend(row[:n] for row, n in zip(generated[:, width:].tolist(), wanted))
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,240 @@
+"""Membership inference: can an attacker tell the forget set (members) from held-out data (non-members)?
+
+Every attack turns an item's per-token statistics into a **membership score oriented so that higher
+means "more member-like"** (more likely to have been trained on):
+
+* ``loss`` (Yeom et al. 2018): ``−(1/n) Σ_t −log p(x_t|x<t)``, the negated mean token NLL;
+* ``zlib`` (Carlini et al. 2021, "Extracting Training Data from Large Language Models"):
+  ``−loss / zlib(x)``, the mean NLL divided by the length in bytes of the zlib-compressed UTF-8 text;
+* ``min_k`` (Shi et al. 2024, "Detecting Pretraining Data from Large Language Models", Min-K% Prob):
+  the mean of the lowest ``k``-fraction of the token log-probabilities;
+* ``min_k_pp`` (Zhang et al. 2024, "Min-K%++: Improved Baseline for Detecting Pre-Training Data from
+  Large Language Models"): per token ``z_t = (log p(x_t|x<t) − μ_t) / σ_t`` with
+  ``μ_t = E_{v~p(·|x<t)}[log p(v|x<t)]`` and ``σ_t² = E_{v~p(·|x<t)}[(log p(v|x<t) − μ_t)²]`` over the
+  vocabulary, averaged over the lowest ``k``-fraction of the ``z_t``;
+* ``ref`` (reference-model ratio; Carlini et al. 2021, Mireshghallah et al. 2022):
+  ``−(loss_target − loss_reference)``, the calibrated loss.
+
+"Lowest k-fraction" keeps ``max(1, ⌊k·n⌋)`` tokens (the published code's ``int(n·k)``, never empty).
+
+**AUC direction.** Members (label 1) are the forget items, non-members (label 0) the held-out items.
+``AUC = P(score(member) > score(non-member)) + ½ P(tie)`` (= scikit-learn's ``roc_auc_score``).
+0.5: indistinguishable (the goal of unlearning); > 0.5: the forget items still look like training
+data (under-unlearned); < 0.5: they look *less* likely than data never seen, which is just as
+detectable (over-unlearned, a "Streisand effect"). ``auc_gap = |AUC − 0.5|`` is the distance to
+indistinguishable. TPR at a fixed FPR (Carlini et al. 2022, "Membership Inference Attacks From First
+Principles") is the largest true-positive rate among ROC points with ``FPR ≤`` the target.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from forgetlab.methods.base import Batch
+
+ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "ref")
+TPR_AT = {"tpr_1pct": 0.01, "tpr_0.1pct": 0.001}
+
+
+# ------------------------------------------------------------------------- per-token statistics
+
+
+@dataclass
+class TokenStats:
+    """Per target token of one item: ``log p(x_t|x<t)``, the vocabulary mean/std of ``log p`` (μ_t, σ_t)
+    under ``p(·|x<t)``, and whether ``x_t`` is the argmax (greedy) prediction."""
+
+    logprobs: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    greedy: np.ndarray
+
+    @property
+    def loss(self) -> float:
+        """Mean token NLL."""
+        return float(-self.logprobs.mean())
+
+
+def vocab_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log p, μ, σ)`` over the last (vocabulary) axis: μ = Σ p log p, σ = sqrt(Σ p (log p − μ)²)."""
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    p = logp.exp()
+    weighted = torch.where(p > 0, p * logp, torch.zeros_like(p))
+    mu = weighted.sum(-1)
+    centred = torch.where(p > 0, logp - mu.unsqueeze(-1), torch.zeros_like(p))
+    sigma = (p * centred.square()).sum(-1).sqrt()
+    return logp, mu, sigma
+
+
+@torch.no_grad()
+def token_statistics(model: torch.nn.Module, batch: Batch) -> list[TokenStats]:
+    """:class:`TokenStats` of every row's labelled tokens (one forward pass; padding never counted)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+    targets = batch.labels[:, 1:]
+    out = []
+    for row in range(targets.shape[0]):
+        positions = (targets[row] != -100).nonzero().squeeze(-1)
+        logp, mu, sigma = vocab_moments(logits[row, positions])
+        tokens = targets[row, positions]
+        picked = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        greedy = logp.argmax(-1) == tokens
+        out.append(TokenStats(*(t.cpu().numpy() for t in (picked, mu, sigma, greedy))))
+    return out
+
+
+# ------------------------------------------------------------------------- attack scores
+
+
+def lowest_k_mean(values: np.ndarray, k: float) -> float:
+    """Mean of the ``max(1, ⌊k·n⌋)`` smallest values."""
+    if not 0 < k <= 1:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("no tokens")
+    n = max(1, int(values.size * k))
+    return float(np.sort(values)[:n].mean())
+
+
+def zlib_length(text: str) -> int:
+    """Bytes of the zlib-compressed (default level) UTF-8 text."""
+    return len(zlib.compress(text.encode("utf-8")))
+
+
+def loss_score(logprobs: np.ndarray) -> float:
+    """LOSS attack: mean token log-probability (= −mean NLL)."""
+    return float(np.mean(logprobs))
+
+
+def zlib_score(logprobs: np.ndarray, text: str) -> float:
+    """zlib attack: ``−(mean NLL) / zlib_length(text)``."""
+    return loss_score(logprobs) / zlib_length(text)
+
+
+def min_k_score(logprobs: np.ndarray, k: float) -> float:
+    """Min-K% Prob: mean of the lowest k-fraction of token log-probabilities."""
+    return lowest_k_mean(logprobs, k)
+
+
+SIGMA_FLOOR = 1e-10
+
+
+def min_k_pp_token_scores(logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Min-K%++ per token: ``(log p(x_t) − μ_t) / σ_t``.
+
+    Where ``σ_t < 1e-10`` (a uniform or one-point distribution, where ``log p`` is constant over the
+    vocabulary's support and the published code divides 0 by 0) the score is 0.
+    """
+    logprobs, mu, sigma = (np.asarray(a, dtype=float) for a in (logprobs, mu, sigma))
+    ok = sigma >= SIGMA_FLOOR
+    return np.where(ok, (logprobs - mu) / np.where(ok, sigma, 1.0), 0.0)
+
+
+def min_k_pp_score(logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float) -> float:
+    """Min-K%++: mean of the lowest k-fraction of the standardised token scores."""
+    return lowest_k_mean(min_k_pp_token_scores(logprobs, mu, sigma), k)
+
+
+def reference_score(loss_target: float, loss_reference: float) -> float:
+    """Reference-model ratio: ``−(loss_target − loss_reference)`` (log-likelihood ratio per token)."""
+    return -(loss_target - loss_reference)
+
+
+def attack_scores(stats: Sequence[TokenStats], texts: Sequence[str], k: float,
+                  reference_losses: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """Membership scores of every item under every attack (``ref`` only with reference losses)."""
+    scores = {
+        "loss": [loss_score(s.logprobs) for s in stats],
+        "zlib": [zlib_score(s.logprobs, t) for s, t in zip(stats, texts)],
+        "min_k": [min_k_score(s.logprobs, k) for s in stats],
+        "min_k_pp": [min_k_pp_score(s.logprobs, s.mu, s.sigma, k) for s in stats],
+    }
+    if reference_losses is not None:
+        scores["ref"] = [reference_score(s.loss, r) for s, r in zip(stats, reference_losses)]
+    return {name: np.asarray(values, dtype=float) for name, values in scores.items()}
+
+
+# ------------------------------------------------------------------------- ROC statistics
+
+
+def _labels_scores(members: Sequence[float], nonmembers: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    m, n = np.asarray(members, dtype=float), np.asarray(nonmembers, dtype=float)
+    if m.size == 0 or n.size == 0:
+        raise ValueError(f"need members and non-members, got {m.size} and {n.size}")
+    if not (np.isfinite(m).all() and np.isfinite(n).all()):
+        raise ValueError("membership scores must be finite")
+    return np.concatenate([np.ones(m.size), np.zeros(n.size)]), np.concatenate([m, n])
+
+
+def roc_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
+    """``P(member > non-member) + ½ P(tie)`` by average ranks (Mann–Whitney U / (n_m · n_n))."""
+    labels, scores = _labels_scores(members, nonmembers)
+    ranks = rankdata(scores)
+    n_m = int(labels.sum())
+    n_n = labels.size - n_m
+    return float((ranks[labels == 1].sum() - n_m * (n_m + 1) / 2) / (n_m * n_n))
+
+
+def roc_curve(members: Sequence[float], nonmembers: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` at every distinct score, highest first, starting at (0, 0) with
+    threshold +inf (scikit-learn's ``roc_curve(..., drop_intermediate=False)``); "member" is ``score ≥ threshold``."""
+    labels, scores = _labels_scores(members, nonmembers)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
+    tps = np.cumsum(labels)[last]
+    fps = (last + 1) - tps
+    tpr = np.r_[0.0, tps / labels.sum()]
+    fpr = np.r_[0.0, fps / (labels.size - labels.sum())]
+    return fpr, tpr, np.r_[np.inf, scores[last]]
+
+
+def tpr_at_fpr(members: Sequence[float], nonmembers: Sequence[float], max_fpr: float) -> float:
+    """The largest TPR among ROC points with ``FPR ≤ max_fpr``."""
+    fpr, tpr, _ = roc_curve(members, nonmembers)
+    return float(tpr[fpr <= max_fpr].max())
+
+
+def bootstrap_auc_ci(members: Sequence[float], nonmembers: Sequence[float], *, n_resamples: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of the AUC, members and non-members resampled separately (stratified)."""
+    if n_resamples <= 0:
+        return None
+    m, n = np.asarray(members, dtype=float), np.asarray(nonmembers, dtype=float)
+    rng = np.random.default_rng(seed)
+    mi = m[rng.integers(0, m.size, size=(n_resamples, m.size))]
+    ni = n[rng.integers(0, n.size, size=(n_resamples, n.size))]
+    ranks = rankdata(np.concatenate([mi, ni], axis=1), axis=1)
+    aucs = (ranks[:, : m.size].sum(axis=1) - m.size * (m.size + 1) / 2) / (m.size * n.size)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(aucs, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def mia_summary(members: Sequence[float], nonmembers: Sequence[float], *, n_resamples: int = 1000,
+                seed: int = 0) -> dict[str, float]:
+    """``auc``, ``auc_gap`` (= |auc − 0.5|), ``tpr_1pct``, ``tpr_0.1pct`` and the AUC's bootstrap interval."""
+    auc = roc_auc(members, nonmembers)
+    out: dict[str, float] = {"auc": auc, "auc_gap": abs(auc - 0.5)}
+    for name, fpr in TPR_AT.items():
+        out[name] = tpr_at_fpr(members, nonmembers, fpr)
+    interval = bootstrap_auc_ci(members, nonmembers, n_resamples=n_resamples, seed=seed)
+    if interval is not None:
+        out["auc_ci_low"], out["auc_ci_high"] = interval
+    return out
+
+
+def evaluate_attacks(members: dict[str, np.ndarray], nonmembers: dict[str, np.ndarray], *, n_resamples: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:func:`mia_summary` of every attack present in both score dicts."""
+    return {
+        name: mia_summary(members[name], nonmembers[name], n_resamples=n_resamples, seed=seed)
+        for name in ATTACKS
+        if name in members and name in nonmembers
+    }

@@ -1,0 +1,300 @@
+"""The generic ``unlearn`` experiment on a tiny random model: config, data sources, runs, selection, resume."""
+
+import copy
+import json
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+import forgetlab.train as train
+from forgetlab.config import ConfigError, build_config
+from forgetlab.experiments import EXPERIMENTS, run_experiment
+from forgetlab.experiments.unlearn import Evaluator, Selection, UnlearnRunner, build_sets, metric_names
+from forgetlab.store import RunStore, read_jsonl
+
+COLOURS = ("red", "blue", "green", "tall", "small", "old")
+TEXTS = [f"Item {i}: the {COLOURS[i % 6]} fox number {i * 7} jumps over {i % 5} logs." for i in range(80)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run far faster on one thread than on two contended ones (a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def raw_config(method="gradient_ascent", **forget):
+    return {
+        "experiment": "unlearn",
+        "name": "tiny",
+        "cpu_threads": 1,
+        "model": {"name": "tiny-llama"},
+        "sources": {"texts": {"kind": "inline", "items": TEXTS, "prompt_words": 3}},
+        "sets": {
+            "forget": {"source": "texts", "size": 8},
+            "holdout": {"source": "texts", "size": 8},
+            "retain": {"source": "texts", "size": 8},
+            "utility": {"source": "texts", "size": 6},
+        },
+        "forget": {"method": method, "lr": 3e-3, "max_steps": 2, "batch_size": 4, "eval_every": 2, **forget},
+        "eval": {"batch_size": 16},
+        "mia": {"bootstrap": 50},
+    }
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="forget.options.*unknown options"):
+        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("npo", options={"betta": 1})))
+    assert build_config(raw_config("idk_dpo")).forget.loss == "choice"  # pairwise methods collate both rows
+    assert build_config(raw_config("npo", options={"beta": 0.5})).forget.options == {"beta": 0.5}
+    raw = raw_config()
+    raw["sets"]["retain"]["source"] = "nope"
+    with pytest.raises(ConfigError, match="sets.retain.source: unknown source 'nope'"):
+        build_config(raw)
+    raw = raw_config("grad_diff")
+    del raw["sets"]["retain"]
+    with pytest.raises(ValueError, match="sets.retain: method grad_diff needs a retain set"):
+        EXPERIMENTS.get("unlearn").validate(build_config(raw))
+    with pytest.raises(ValueError, match="relabels multiple-choice"):
+        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("random_label")))
+    raw = raw_config()
+    raw["select"] = {"objective": "mia/loss_auc_gapp"}
+    with pytest.raises(ValueError, match="unknown metric 'mia/loss_auc_gapp'.*mia/loss_auc_gap"):
+        EXPERIMENTS.get("unlearn").validate(build_config(raw))
+    with pytest.raises(KeyError, match="forget.method"):
+        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("nope")))
+
+
+def test_metric_names_follow_the_config():
+    names = metric_names(build_config(raw_config()))
+    assert {"forget/loss", "forget/token_acc", "forget/verbatim", "utility/loss", "retain/loss", "holdout/loss"} <= set(names)
+    assert {"mia/min_k_pp_auc", "mia/ref_tpr_1pct", "mia/zlib_auc_ci_low", "mia/loss_auc_gap"} <= set(names)
+    raw = raw_config()
+    del raw["sets"]["holdout"]
+    raw["mia"] = {"bootstrap": 0}
+    raw["select"] = {"objective": "forget/loss", "mode": "max"}
+    assert not any(n.startswith("mia/") for n in metric_names(build_config(raw)))
+
+
+# --------------------------------------------------------------------------- data sources
+
+
+def test_sets_are_disjoint_seeded_slices_of_any_source(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Q{i}:", "target": f" A{i}"}) + "\n" for i in range(20)))
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\n" + "".join(f"\"word{i} two three four\"\n" for i in range(12)) + "short\n")
+    raw = raw_config()
+    raw["sources"] = {
+        "pairs": {"kind": "file", "path": str(pairs)},
+        "texts": {"kind": "file", "path": str(texts), "prompt_words": 2},
+        "task": {"kind": "task", "task": "synth_compare", "source": "synthetic"},
+        "corpus": {
+            "kind": "corpus",
+            "corpus": {"name": "synthetic_translation", "synthetic_sizes": {"train": 50, "validation": 10, "test": 10}},
+        },
+    }
+    raw["sets"] = {
+        "forget": {"source": "pairs", "size": 10},
+        "holdout": {"source": "pairs", "size": 10},
+        "retain": {"source": "task", "size": 5},
+        "utility": {"source": "texts", "size": 12},
+    }
+    sets = build_sets(build_config(raw))
+    assert {name: len(items) for name, items in sets.items()} == {"forget": 10, "holdout": 10, "retain": 5, "utility": 12}
+    assert not {i.item_id for i in sets["forget"]} & {i.item_id for i in sets["holdout"]}
+    assert {i.prompt for i in sets["forget"] + sets["holdout"]} == {f"Q{i}:" for i in range(20)}
+    assert all(i.prompt.startswith("Question: Which number is larger") and i.target.startswith(" ") for i in sets["retain"])
+    assert all(len(i.prompt.split()) == 2 and i.target == " three four" for i in sets["utility"])  # "short" is dropped
+    assert build_sets(build_config(raw)) == sets  # seeded
+    raw["seed"] = 1
+    assert build_sets(build_config(raw))["forget"] != sets["forget"]
+    raw["sets"]["utility"] = {"source": "corpus", "size": 4}
+    corpus_items = build_sets(build_config(raw))["utility"]
+    assert all(i.prompt.startswith("translate German to English:") for i in corpus_items)
+    raw["sets"]["holdout"]["size"] = 11
+    with pytest.raises(ValueError, match="sets.holdout: source 'pairs' has only 10 unused items left, 11 needed"):
+        build_sets(build_config(raw))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "x"}) + "\n")
+    raw["sources"]["pairs"] = {"kind": "file", "path": str(bad)}
+    with pytest.raises(ValueError, match="bad.jsonl line 1: expected fields 'prompt' and 'target', or 'text'"):
+        build_sets(build_config(raw))
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path):
+    raw = raw_config(max_steps=4, eval_every=1, lr=5e-4)
+    raw["learn"] = {"lr": 1e-2, "max_steps": 3, "batch_size": 8}
+    raw["select"] = {"objective": "forget/loss", "mode": "max", "constraints": [{"metric": "utility/loss", "max_rel": 1.04}]}
+    config = build_config(raw)
+    run = run_experiment(config, tmp_path)
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["learn_steps"] == 3 and summary["method"] == "gradient_ascent"
+    assert summary["sizes"] == {"forget": 8, "holdout": 8, "retain": 8, "utility": 6}
+    history = summary["selection"]["history"]
+    assert [h["step"] for h in history] == [0, 1, 2, 3, 4] and not history[0]["feasible"]
+    start = summary["metrics"]["start"]
+    feasible = [h for h in history if h["feasible"]]
+    assert summary["metrics"]["final"]["forget/loss"] > start["forget/loss"]  # ascent raised it
+    assert 0 < len(feasible) < 4  # the constraint rules out the later steps
+    best = max(feasible, key=lambda h: h["objective"])
+    assert best["step"] < 4
+    assert summary["selected_step"] == best["step"]
+    assert summary["selected"]["forget_loss"] == pytest.approx(best["objective"])
+    assert summary["metrics"]["selected"]["utility/loss"] <= 1.04 * start["utility/loss"]
+
+    metrics = list(read_jsonl(run.dir / "metrics.jsonl"))
+    steps = sorted({m["step"] for m in metrics if m["stage"] == "unlearn" and m["metric"] == "min_k_pp_auc"})
+    assert steps == [0, 1, 2, 3, 4]
+    assert len([m for m in metrics if m["stage"] == "learn" and m["metric"] == "loss"]) == 3
+    examples = list(read_jsonl(run.dir / "examples.jsonl"))
+    assert {e["split"] for e in examples} == {"forget", "holdout", "retain", "utility"}
+    assert {"mia_min_k_pp", "verbatim", "prefix_match", "token_acc"} <= set(next(e for e in examples if e["split"] == "forget"))
+
+    # the kept weights are those of the selected step: re-evaluating them reproduces its metrics
+    weights = run.dir / summary["selection"]["weights"]
+    assert weights.name == f"selected-step{best['step']}.safetensors"
+    assert len(list(weights.parent.glob("selected-step*.safetensors"))) == 1
+    runner = UnlearnRunner(config, run, Accelerator(cpu=True))
+    runner._load(learned=False)
+    runner.model.load_state_dict(load_file(str(weights)))
+    runner.model.eval()
+    sets = {name: runner._eval_set(items, 1024) for name, items in _sets(run).items()}
+    selection = Selection(config.select, tmp_path / "scratch.json")
+    selection.state["start_losses"] = json.loads((run.dir / "stages" / "unlearn" / "selection.json").read_text())["start_losses"]
+    again, _ = Evaluator(runner, sets, selection, tmp_path / "w").evaluate(step=best["step"])
+    for key, value in summary["metrics"]["selected"].items():
+        assert again[key] == pytest.approx(value, abs=1e-5), key
+
+    mtime = (run.dir / "summary.json").stat().st_mtime_ns
+    assert run_experiment(config, tmp_path).dir == run.dir  # found, not redone
+    assert (run.dir / "summary.json").stat().st_mtime_ns == mtime
+
+    # another method on the same items reuses the learning stage: same learned weights, same start
+    raw["forget"]["method"] = "simnpo"
+    other = run_experiment(build_config(raw), tmp_path)
+    assert other.stage("learn")["shared"] == run.stage("learn")["key"]
+    learned = [load_file(str(r.dir / "stages" / "learn" / "learned.safetensors")) for r in (run, other)]
+    assert all(torch.equal(learned[0][k], learned[1][k]) for k in learned[0])
+    assert other.summary()["metrics"]["start"] == summary["metrics"]["start"]
+
+
+def _tiny():
+    from forgetlab.models import load_model
+
+    return load_model("tiny-llama")[0]
+
+
+def _sets(run):
+    from forgetlab.experiments.unlearn import Item
+
+    raw = run.stage("data")
+    return {name: [Item.from_dict(r) for r in rows] for name, rows in raw.items()}
+
+
+def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, monkeypatch):
+    copies = []  # models deep-copied by the training loop (its frozen reference)
+    original_deepcopy = copy.deepcopy
+
+    def spy(obj, *args):
+        if isinstance(obj, torch.nn.Module) and not args:  # top-level calls (recursive ones pass a memo)
+            copies.append(type(obj).__name__)
+        return original_deepcopy(obj, *args)
+
+    monkeypatch.setattr(train.copy, "deepcopy", spy)
+    raw = raw_config("npo", options={"beta": 0.5, "retain_weight": 1.0})
+    raw["model"]["lora"] = {"r": 4, "alpha": 8}
+    raw["mia"] = {"bootstrap": 0, "reference": {"name": "tiny-llama", "tiny": {"seed": 3}}, "k": 0.5}
+    raw["eval"]["extraction"] = False
+    run = run_experiment(build_config(raw), tmp_path)
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert copies == ["PeftModelForCausalLM"]  # the frozen reference, once
+    assert summary["lora"] and summary["options"] == {"beta": 0.5, "retain_weight": 1.0}
+    keys = load_file(str(run.dir / "stages" / "unlearn" / "final.safetensors")).keys()
+    assert keys and all("lora_" in k for k in keys)
+    start = summary["metrics"]["start"]
+    assert "mia/ref_auc" in start and "mia/ref_auc_ci_low" not in start and "forget/verbatim" not in start
+    assert summary["metrics"]["final"]["forget/loss"] > start["forget/loss"]
+
+    copies.clear()
+    run_experiment(build_config(raw_config("simnpo", max_steps=1, eval_every=1)), tmp_path / "b")
+    assert copies == []  # SimNPO has no reference model
+
+
+@pytest.mark.parametrize("method, options, lora", [
+    ("grad_diff", {"retain_loss": "kl"}, False), ("idk", {}, True), ("idk_dpo", {"beta": 0.5}, True),
+    ("rmu", {"layer": 1, "steering_coeff": 4.0}, True), ("rmu", {"layer": 0}, False),
+])
+def test_every_method_runs_and_records(tmp_path, method, options, lora):
+    raw = raw_config(method, options=options, max_steps=1, eval_every=1)
+    if lora:
+        raw["model"]["lora"] = {"r": 2, "alpha": 4}
+    raw["sets"]["forget"]["size"] = 4
+    raw["eval"]["extraction"] = False
+    raw["mia"] = {"bootstrap": 0, "attacks": ["loss"]}
+    if method == "rmu" and not lora:
+        raw["forget"]["trainable"] = r"layers\.0\.mlp\."  # WMDP trains only a few MLPs
+    run = run_experiment(build_config(raw), tmp_path)
+    summary = run.summary()
+    kept = load_file(str(run.dir / "stages" / "unlearn" / "final.safetensors"))
+    assert all("lora_" in k for k in kept) if lora else len(kept) == len(list(train.trainable_state(_tiny())))
+    if method == "rmu" and not lora:  # only the matching parameters moved; all are kept
+        start = dict(_tiny().named_parameters())
+        moved = {k for k, v in kept.items() if not torch.equal(v, start[k])}
+        assert moved and all(".layers.0.mlp." in k for k in moved)
+    assert summary["steps"] == 1 and summary["selected_step"] == 1
+    assert summary["final"]["forget_loss"] != summary["start"]["forget_loss"]
+    assert set(summary["metrics"]["final"]) == set(metric_names(build_config(raw)))
+
+
+def test_killed_unlearning_resumes_identically(tmp_path, monkeypatch):
+    raw = raw_config(max_steps=4, eval_every=1, checkpoint_every=2)
+    raw["eval"]["extraction"] = False
+    config = build_config(raw)
+    first = run_experiment(config, tmp_path / "a").summary()
+
+    # killed after the evaluation at step 3, i.e. after the checkpoint at step 2: the resumed run
+    # restarts from step 2 and must replace (not duplicate) what step 3 had recorded
+    evaluate = Evaluator.__call__
+
+    def evaluate_then_stop(self, step):
+        rows = evaluate(self, step)
+        if step == 3:
+            raise KeyboardInterrupt
+        return rows
+
+    monkeypatch.setattr(Evaluator, "__call__", evaluate_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "b")
+    monkeypatch.setattr(Evaluator, "__call__", evaluate)
+    store = RunStore(tmp_path / "b")
+    run = store.find("tiny")
+    store.fail(run, "killed")
+    assert json.loads((run.dir / "stages" / "unlearn-checkpoint" / "state.json").read_text())["steps"] == 2
+    recorded = json.loads((run.dir / "stages" / "unlearn" / "selection.json").read_text())["history"]
+    assert [h["step"] for h in recorded] == [0, 1, 2, 3]
+    second = run_experiment(config, tmp_path / "b").summary()
+    for key in ("selection", "metrics", "selected_step", "start", "final", "selected"):
+        assert _close(second[key], first[key]), key
+    assert not (run.dir / "stages" / "unlearn-checkpoint").exists()
+    assert len(list((run.dir / "stages" / "unlearn").glob("selected-step*.safetensors"))) == 1
+
+
+def _close(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == pytest.approx(b, abs=1e-5)
+    return a == b
