@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from forgetlab.models import load_model
-from forgetlab.scoring import Scorer
+from forgetlab.scoring import Scorer, encode_pair
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -49,6 +49,21 @@ def piqa_requests(data: Path, n: int) -> list[tuple[str, str]]:
             context = f"Question: {doc['goal']}\nAnswer:"
             requests += [(context, " " + doc["sol1"]), (context, " " + doc["sol2"])]
     return requests
+
+
+def arc_easy_requests(data: Path, n: int) -> list[tuple[str, str]]:
+    """lm-eval ``arc_easy``: "Question: {question}\nAnswer:" with " {choice}" for each (3-5) choice."""
+    requests = []
+    with open(data / "arc_easy" / "ARC-Easy_validation.jsonl", encoding="utf-8") as fh:
+        for line in list(fh)[:n]:
+            doc = json.loads(line)
+            context = f"Question: {doc['question']}\nAnswer:"
+            requests += [(context, " " + text) for text in doc["choices"]["text"]]
+    return requests
+
+
+BUILDERS = {"boolq": boolq_requests, "piqa": piqa_requests, "arc_easy": arc_easy_requests}
+OURS, LM_EVAL = "forgetlab Scorer", "lm-eval HFLM"
 
 
 def lm_eval_runner(model, tokenizer, batch_size: int):
@@ -78,67 +93,77 @@ def timed(run, requests) -> tuple[list[float], float, float]:
     return results, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def chunked(requests: list, n_chunks: int) -> list[list]:
-    """Split into contiguous chunks of whole items (2 requests each)."""
-    items = [requests[i : i + 2] for i in range(0, len(requests), 2)]
-    size = math.ceil(len(items) / n_chunks)
-    return [sum(items[i : i + size], []) for i in range(0, len(items), size)]
+def chunked(requests: list[tuple[str, str]], n_chunks: int) -> list[list[tuple[str, str]]]:
+    """Split into about ``n_chunks`` contiguous chunks, never splitting the choices of one item (context)."""
+    size = math.ceil(len(requests) / n_chunks)
+    chunks: list[list[tuple[str, str]]] = [[]]
+    for request in requests:
+        if len(chunks[-1]) >= size and request[0] != chunks[-1][-1][0]:
+            chunks.append([])
+        chunks[-1].append(request)
+    return chunks
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m", help="model alias, hub id or directory")
-    parser.add_argument("--n", type=int, default=100, help="items per task (2 requests each)")
+    parser.add_argument("--n", type=int, default=100, help="items per task")
     parser.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size")
     parser.add_argument("--our-batch-size", type=int, default=64, help="Scorer batch_size (rows)")
     parser.add_argument("--max-tokens", type=int, default=2048, help="Scorer max_tokens_per_batch")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("FORGETLAB_DATA", DEFAULT_DATA)))
-    parser.add_argument("--tasks", default="boolq,piqa", help="comma-separated subset of boolq,piqa")
-    parser.add_argument("--chunks", type=int, default=4, help="interleave the two runs on this many chunks")
+    parser.add_argument("--tasks", default="boolq,piqa", help="comma-separated, from " + ",".join(BUILDERS))
+    parser.add_argument("--chunks", type=int, default=8, help="interleave the two runs on this many chunks")
     parser.add_argument("--skip-lm-eval", action="store_true", help="time only the Scorer")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    builders = {"boolq": boolq_requests, "piqa": piqa_requests}
-    requests = [r for task in args.tasks.split(",") for r in builders[task](args.data, args.n)]
-    model, tokenizer = load_model(args.model)
-    n_tokens = sum(sum(map(len, Scorer(model, tokenizer).encode_pair(*r))) for r in requests)
-    print(f"model {args.model}: {len(requests)} requests, {n_tokens} request tokens, {torch.get_num_threads()} threads")
 
-    runners = {"forgetlab Scorer": scorer_runner(model, tokenizer, args.our_batch_size, args.max_tokens)}
-    if not args.skip_lm_eval:
-        runners["lm-eval HFLM"] = lm_eval_runner(model, tokenizer, args.batch_size)
-    results = {name: [] for name in runners}
-    wall = {name: 0.0 for name in runners}
-    cpu = {name: 0.0 for name in runners}
-    ratios = []
-    # interleave the two on chunks (alternating who goes first): fair on a machine shared with other jobs
-    for c, chunk in enumerate(chunked(requests, args.chunks)):
-        order = list(runners) if c % 2 == 0 else list(runners)[::-1]
-        chunk_wall = {}
-        for name in order:
-            res, w, t = timed(runners[name], chunk)
-            results[name] += res
-            wall[name] += w
-            cpu[name] += t
-            chunk_wall[name] = w
-        if len(runners) == 2:
-            ratios.append(chunk_wall["lm-eval HFLM"] / chunk_wall["forgetlab Scorer"])
-    for name in runners:
+def interleave(runners: dict, requests: list[tuple[str, str]], n_chunks: int) -> dict[str, dict]:
+    """Run every runner on each chunk in turn (alternating who goes first); results and timings."""
+    for run in runners.values():  # warm-up (first-call costs: weights paged in, kernels initialised)
+        run(requests[:4])
+    stats = {name: {"results": [], "wall": 0.0, "cpu": 0.0, "chunk_wall": []} for name in runners}
+    for c, chunk in enumerate(chunked(requests, n_chunks)):
+        for name in list(runners) if c % 2 == 0 else list(runners)[::-1]:
+            results, wall, cpu = timed(runners[name], chunk)
+            stats[name]["results"] += results
+            stats[name]["wall"] += wall
+            stats[name]["cpu"] += cpu
+            stats[name]["chunk_wall"].append(wall)
+    return stats
+
+
+def report(stats: dict[str, dict], n_tokens: int) -> float:
+    """Print throughput (and, with both runners, the ratio and largest difference); return max |diff|."""
+    for name, st in stats.items():
         print(
-            f"{name:17s} {wall[name]:8.2f} s wall {n_tokens / wall[name]:8.1f} tokens/s   "
-            f"{cpu[name]:8.2f} s CPU {n_tokens / cpu[name]:8.1f} tokens/CPU-s"
+            f"{name:17s} {st['wall']:8.2f} s wall {n_tokens / st['wall']:8.1f} tokens/s   "
+            f"{st['cpu']:8.2f} s CPU {n_tokens / st['cpu']:8.1f} tokens/CPU-s"
         )
-    if args.skip_lm_eval:
-        return 0
-    ours, ref = results["forgetlab Scorer"], results["lm-eval HFLM"]
-    diff = max(abs(a - b) for a, b in zip(ours, ref))
+    if len(stats) < 2:
+        return 0.0
+    ours, ref = stats[OURS], stats[LM_EVAL]
+    ratios = [r / o for r, o in zip(ref["chunk_wall"], ours["chunk_wall"])]
     print(
-        f"throughput ratio (ours / lm-eval): {wall['lm-eval HFLM'] / wall['forgetlab Scorer']:.2f}x wall, "
-        f"{cpu['lm-eval HFLM'] / cpu['forgetlab Scorer']:.2f}x CPU, per-chunk median "
-        f"{statistics.median(ratios):.2f}x (chunks: {', '.join(f'{r:.2f}' for r in ratios)})"
+        f"throughput ratio (ours / lm-eval): {ref['wall'] / ours['wall']:.2f}x wall, "
+        f"{ref['cpu'] / ours['cpu']:.2f}x CPU; per chunk: median {statistics.median(ratios):.2f}x "
+        f"({', '.join(f'{r:.2f}' for r in ratios)})"
     )
-    print(f"max |diff| = {diff:.2e} over {len(ours)} requests")
-    return 0 if diff <= 1e-4 else 1
+    diff = max(abs(a - b) for a, b in zip(ours["results"], ref["results"]))
+    print(f"max |diff| = {diff:.2e} over {len(ours['results'])} requests")
+    return diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    requests = [r for task in args.tasks.split(",") for r in BUILDERS[task](args.data, args.n)]
+    model, tokenizer = load_model(args.model)
+    n_tokens = sum(sum(map(len, encode_pair(tokenizer, *r))) for r in requests)
+    print(f"model {args.model}: {len(requests)} requests, {n_tokens} request tokens, {torch.get_num_threads()} threads")
+    runners = {OURS: scorer_runner(model, tokenizer, args.our_batch_size, args.max_tokens)}
+    if not args.skip_lm_eval:
+        runners[LM_EVAL] = lm_eval_runner(model, tokenizer, args.batch_size)
+    return 0 if report(interleave(runners, requests, args.chunks), n_tokens) <= 1e-4 else 1
 
 
 if __name__ == "__main__":

@@ -317,3 +317,42 @@ def test_many_continuations_of_one_context_are_split_into_rows(tiny):
     results = scorer.loglikelihood(requests)
     for index in (0, 7, 39, 40):
         assert results[index].logprob == pytest.approx(brute_force(model, tokenizer, *requests[index])[0], abs=1e-4)
+
+
+def test_short_rows_are_packed_into_shared_lines(tiny):
+    from forgetlab.scoring import PACK_WIDTH, _batches
+
+    model, tokenizer = tiny
+    requests = [(f"Question {i}: why?", f" because {i}") for i in range(12)]
+    scorer = Scorer(model, tokenizer, batch_size=4, max_tokens_per_batch=1024, progress=False)
+    rows = [row for group in scorer._plan(scorer._encode_jobs(requests, None)[0]) for row in group]
+    batches = list(_batches(rows, 4, 1024, PACK_WIDTH))
+    assert len(batches) == 1 and max(len(line) for line in batches[0]) > 1
+    assert sum(len(line) for line in batches[0]) == len(rows) == 12
+    for request, result in zip(requests, scorer.loglikelihood(requests)):
+        assert result.logprob == pytest.approx(brute_force(model, tokenizer, *request)[0], abs=1e-4)
+
+
+def test_logit_softcapping_eager_attention_model():
+    """Gemma-2 style: eager attention, soft-capped attention and logits, sliding window layers."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from forgetlab.models import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    config = Gemma2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=64,
+        final_logit_softcapping=2.0, max_position_embeddings=512, initializer_range=0.5,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).eval()
+    requests = [("Pick:", " one"), ("Pick:", " two words"), (LONG, " end"), ("Hi", "!")]
+    for request, result in zip(requests, Scorer(model, tokenizer, progress=False).loglikelihood(requests)):
+        expected = brute_force(model, tokenizer, *request)[0]
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
+    # the cap really acts: no logit above 2
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 2, 3]])).logits.abs().max() <= 2.0

@@ -48,7 +48,10 @@ def score(scorer) -> dict:
     """Scores and hidden states of the fixed inputs (JSON-friendly)."""
     results = scorer.loglikelihood(REQUESTS)
     hidden = scorer.hidden_states(TEXTS, LAYERS)
+    tokens = scorer.token_scores(REQUESTS)
     return {
+        "token_logprobs": [t.logprobs.tolist() for t in tokens],
+        "token_sigma": [t.sigma.tolist() for t in tokens],
         "logprobs": [r.logprob for r in results],
         "greedy": [r.is_greedy for r in results],
         "n_tokens": [r.n_tokens for r in results],
@@ -81,6 +84,9 @@ def test_two_processes_gather_the_single_process_result(tmp_path: Path):
         assert got["world"] == 2 and got["rank"] == rank
         assert got["greedy"] == expected["greedy"] and got["n_tokens"] == expected["n_tokens"]
         assert got["logprobs"] == pytest.approx(expected["logprobs"], abs=1e-5)
+        for key in ("token_logprobs", "token_sigma"):
+            for a, b in zip(got[key], expected[key], strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-5)
         for layer in map(str, LAYERS):
             np.testing.assert_allclose(got["hidden"][layer], expected["hidden"][layer], atol=1e-5)
         # both processes did work: the shard sizes are recorded by the worker

@@ -8,9 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve as sk_roc_curve
 
-from forgetlab.methods import Batch
 from forgetlab.metrics.mia import (
-    TokenStats,
     attack_scores,
     bootstrap_auc_ci,
     lowest_k_mean,
@@ -20,11 +18,11 @@ from forgetlab.metrics.mia import (
     min_k_score,
     roc_auc,
     roc_curve,
-    token_statistics,
     tpr_at_fpr,
-    vocab_moments,
     zlib_score,
 )
+from forgetlab.models import byte_tokenizer
+from forgetlab.scoring import Scorer, TokenScores
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,18 +108,14 @@ def published_min_k_pp(logits, tokens, k):
 
 
 def test_min_k_pp_matches_the_published_formula_on_fixed_logits():
-    logp, mu, sigma = vocab_moments(LOGITS[:3])
-    picked = logp.gather(-1, torch.tensor(TOKENS[:3])[:, None]).squeeze(-1).numpy()
+    _, per_token, mu, sigma = published_min_k_pp(LOGITS[:3], TOKENS[:3], 1.0)
+    picked = torch.log_softmax(LOGITS[:3].double(), -1).gather(-1, torch.tensor(TOKENS[:3])[:, None]).squeeze(-1).numpy()
+    np.testing.assert_allclose(min_k_pp_token_scores(picked, mu, sigma), per_token, rtol=1e-12)
     for k in (0.34, 0.67, 1.0):
-        expected, per_token, mu_ref, sigma_ref = published_min_k_pp(LOGITS[:3], TOKENS[:3], k)
-        np.testing.assert_allclose(mu.numpy(), mu_ref, rtol=1e-12)
-        np.testing.assert_allclose(sigma.numpy(), sigma_ref, rtol=1e-10)
-        np.testing.assert_allclose(min_k_pp_token_scores(picked, mu.numpy(), sigma.numpy()), per_token, rtol=1e-10)
-        assert min_k_pp_score(picked, mu.numpy(), sigma.numpy(), k) == pytest.approx(expected, rel=1e-10)
-    # a uniform distribution has σ = 0: the token's standardised score is defined as 0, not NaN
-    logp, mu, sigma = vocab_moments(LOGITS[3:])
-    assert sigma.item() < 1e-10
-    assert min_k_pp_token_scores(np.array([logp[0, 3].item()]), mu.numpy(), sigma.numpy()).tolist() == [0.0]
+        expected = published_min_k_pp(LOGITS[:3], TOKENS[:3], k)[0]
+        assert min_k_pp_score(picked, mu, sigma, k) == pytest.approx(expected, rel=1e-12)
+    # σ = 0 (a uniform distribution; the published code divides 0 by 0): the token's score is 0, not NaN
+    assert min_k_pp_token_scores(np.array([-1.6, -0.5]), np.array([-1.6, -1.0]), np.array([0.0, 0.5])).tolist() == [0.0, 1.0]
 
 
 def test_min_k_loss_and_zlib_by_hand():
@@ -134,8 +128,8 @@ def test_min_k_loss_and_zlib_by_hand():
     text = "the cat sat on the mat"
     assert zlib_score(logprobs, text) == pytest.approx(logprobs.mean() / len(zlib.compress(text.encode())))
     stats = [
-        TokenStats(logprobs, np.zeros(5), np.ones(5), np.ones(5, bool)),
-        TokenStats(logprobs[:2], np.zeros(2), np.ones(2), np.ones(2, bool)),
+        TokenScores(logprobs, np.ones(5, bool), np.zeros(5), np.ones(5)),
+        TokenScores(logprobs[:2], np.ones(2, bool), np.zeros(2), np.ones(2)),
     ]
     scores = attack_scores(stats, [text, "x"], k=0.4, reference_losses=[1.0, 2.0])
     assert scores["loss"].tolist() == pytest.approx([logprobs.mean(), logprobs[:2].mean()])
@@ -144,28 +138,69 @@ def test_min_k_loss_and_zlib_by_hand():
     assert "ref" not in attack_scores(stats, [text, "x"], k=0.4)
 
 
-class FixedLogits(torch.nn.Module):
-    """A 'model' whose logits at every row are the fixed table (position t predicts token t+1)."""
+class Bigram(torch.nn.Module):
+    """A causal LM whose next-token logits depend only on the current token: ``TABLE[x_t]``.
 
-    def forward(self, input_ids, attention_mask=None):
-        rows = input_ids.shape[0]
-        logits = torch.cat([LOGITS, torch.zeros(1, 5)])[None].expand(rows, -1, -1)
-        return type("Out", (), {"logits": logits[:, : input_ids.shape[1]]})()
+    Rows 0-3 of the table are the fixed logits above (over tokens 0-4; every other token gets -30).
+    """
+
+    def __init__(self, vocab: int) -> None:
+        from transformers import LlamaConfig
+
+        super().__init__()
+        self.config = LlamaConfig(vocab_size=vocab, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                                  max_position_embeddings=64)
+        self.config._attn_implementation = "sdpa"
+        table = torch.full((vocab, vocab), -30.0)
+        table[:, :5] = 0.0
+        table[:4, :5] = LOGITS
+        self.register_buffer("table", table)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # the engine reads the device from a parameter
+
+    @property
+    def dtype(self):
+        return torch.float32
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):
+        return type("Out", (), {"logits": self.table[input_ids]})()
 
 
-def test_token_statistics_reads_labelled_positions_only():
-    ids = torch.tensor([[1, 0, 4, 2, 3], [1, 0, 4, 0, 0]])
-    labels = torch.tensor([[-100, 0, 4, 2, 3], [-100, -100, 4, -100, -100]])
-    batch = Batch(ids, torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]), labels, torch.tensor([0, 0]), 1)
-    first, second = token_statistics(FixedLogits(), batch)
-    expected, per_token, mu, sigma = published_min_k_pp(LOGITS, TOKENS, 1.0)
-    log_probs = torch.log_softmax(LOGITS.double(), -1)
-    np.testing.assert_allclose(first.logprobs, [log_probs[i, t].item() for i, t in enumerate(TOKENS)])
-    np.testing.assert_allclose(first.mu, mu, rtol=1e-12)
-    np.testing.assert_allclose(first.sigma[:3], sigma[:3], rtol=1e-10)
-    assert first.sigma[3] < 1e-10  # uniform row: the published code's σ² is -0.0 (NaN after sqrt); ours is ~0
-    assert min_k_pp_token_scores(first.logprobs, first.mu, first.sigma)[3] == 0.0
-    assert first.greedy.tolist() == [True, False, False, False]
-    assert second.logprobs.tolist() == pytest.approx([log_probs[1, 4].item()])
-    assert first.loss == pytest.approx(-np.mean(first.logprobs))
-    assert math.isfinite(min_k_pp_score(first.logprobs, first.mu, first.sigma, 0.5))
+def test_scoring_engine_token_scores_on_fixed_logits():
+    """Scorer.token_scores through the real engine (prefix trees and plain rows) on known logits."""
+    tokenizer = byte_tokenizer()  # ids 0-4 are the characters !"#$% (no merges, no special tokens added)
+    model = Bigram(len(tokenizer))
+    context, continuation = tokenizer.decode([0]), tokenizer.decode([4, 2, 3])
+    assert tokenizer.encode(context + continuation) == [0, 4, 2, 3]
+    # position t predicts x_{t+1} from TABLE[x_t]: rows 0, 4, 2 predict the targets 4, 2, 3
+    for prefix_sharing in (True, False):
+        scorer = Scorer(model, tokenizer, prefix_sharing=prefix_sharing, progress=False)
+        (scores,) = scorer.token_scores([(context, continuation)])
+        (summed,) = scorer.loglikelihood([(context, continuation)])
+        rows, targets = torch.stack([model.table[t, :] for t in (0, 4, 2)]), [4, 2, 3]
+        _, _, mu, sigma = published_min_k_pp(rows, targets, 1.0)
+        log_probs = torch.log_softmax(rows.float(), -1)
+        np.testing.assert_allclose(scores.logprobs, [log_probs[i, t].item() for i, t in enumerate(targets)], rtol=1e-6)
+        np.testing.assert_allclose(scores.mu, mu, rtol=1e-5)
+        np.testing.assert_allclose(scores.sigma, sigma, rtol=1e-5)
+        assert scores.greedy.tolist() == [log_probs[i].argmax().item() == t for i, t in enumerate(targets)]
+        assert scores.logprobs.sum() == pytest.approx(summed.logprob, abs=1e-9)
+        assert bool(scores.greedy.all()) == summed.is_greedy and len(scores.logprobs) == summed.n_tokens
+
+
+def test_scoring_engine_token_scores_with_shared_prefixes(tiny):
+    """Continuations sharing a context (one prefix-tree row) keep their own tokens, in order."""
+    from forgetlab.scoring import encode_pair
+
+    model, tokenizer = tiny
+    requests = [("The cat", " sat on"), ("The cat", " sat in the"), ("A", " dog"), ("The cat", " sat on")]
+    scores = Scorer(model, tokenizer, progress=False).token_scores(requests)
+    for (context, continuation), got in zip(requests, scores):
+        ctx, cont = encode_pair(tokenizer, context, continuation)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ctx + cont])).logits[0, len(ctx) - 1 : -1]
+        _, _, mu, sigma = published_min_k_pp(logits, cont, 1.0)
+        log_probs = torch.log_softmax(logits.double(), -1)
+        np.testing.assert_allclose(got.logprobs, [log_probs[i, t].item() for i, t in enumerate(cont)], atol=1e-5)
+        np.testing.assert_allclose(got.mu, mu, atol=1e-5)
+        np.testing.assert_allclose(got.sigma, sigma, atol=1e-5)
+        assert got.greedy.tolist() == (log_probs.argmax(-1) == torch.tensor(cont)).tolist()

@@ -9,8 +9,9 @@ faster because it
   prefix tree (shared continuation prefixes are run once too) and attend only to their own branch
   through a 4-D attention mask with matching position ids (``prefix_sharing``);
 * projects onto the vocabulary (``lm_head`` + ``log_softmax``) only at the positions that predict
-  continuation tokens (``logits_to_keep``), never at context positions;
-* sorts rows by length and batches them by a token budget, so padding stays small.
+  continuation tokens (a pre-hook on the output layer gathers them), never at context positions;
+* packs short rows side by side into one sequence (block-diagonal mask, first-fit decreasing) and
+  batches by a token budget, longest first, so there is almost no padding.
 
 Plain rows (one sequence per distinct ``context + continuation[:-1]``, right-padded, the model's own
 causal mask, one-token continuations read off their context's row like lm-eval's logits cache) are
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
@@ -42,6 +42,10 @@ _SEQLEN_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
 # A context with many continuations is split into tree rows with at most about this many continuation
 # tokens each: masked attention costs O(row length^2), so very long rows waste more than sharing saves.
 TREE_ROW_TOKENS = 512
+
+# Tree rows shorter than this are packed side by side into lines of this many tokens (block-diagonal
+# mask): no padding waste, for a little more masked attention per line.
+PACK_WIDTH = 256
 
 OnOverlong = Literal["error", "truncate"]
 
@@ -132,6 +136,21 @@ class ScoredRequest:
 
 
 @dataclass(frozen=True)
+class TokenScores:
+    """Per continuation token of one request (membership-inference statistics).
+
+    ``logprobs[t] = log p(x_t | x<t)``; ``greedy[t]``: ``x_t`` is the argmax; ``mu[t] = Σ_v p(v) log p(v)``
+    and ``sigma[t] = sqrt(Σ_v p(v) (log p(v) − mu[t])²)``: mean and std of ``log p`` over the vocabulary
+    under ``p(·|x<t)`` (Min-K%++, Zhang et al. 2024). ``logprobs.sum()`` is :class:`ScoredRequest`'s ``logprob``.
+    """
+
+    logprobs: np.ndarray
+    greedy: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+
+
+@dataclass(frozen=True)
 class MCScore:
     """The scores of one multiple-choice item; ``pred``/``pred_norm`` follow lm-eval's acc/acc_norm."""
 
@@ -199,10 +218,6 @@ class _Row:
     targets: list[tuple[int, int, int]] = field(default_factory=list)
     tree: bool = True
 
-    @property
-    def first_target(self) -> int:
-        return min(t[0] for t in self.targets)
-
     def ancestors(self) -> np.ndarray:
         """``[n, n]`` bool: token i may attend to token j (j is i or one of its ancestors)."""
         n = len(self.tokens)
@@ -265,21 +280,39 @@ def _chunks(
         yield chunk
 
 
-def _batches(rows: list[_Row], batch_size: int, max_tokens: int) -> Iterator[list[_Row]]:
-    """Rows longest first, grouped while ``n_rows * longest <= max_tokens`` and ``n_rows <= batch_size``."""
-    rows = sorted(rows, key=lambda r: (-len(r.tokens), r.tree))
-    batch: list[_Row] = []
-    for row in rows:
-        if batch and (
-            len(batch) >= batch_size
-            or (len(batch) + 1) * len(batch[0].tokens) > max_tokens
-            or row.tree != batch[0].tree
-        ):
-            yield batch
-            batch = []
-        batch.append(row)
-    if batch:
-        yield batch
+def _batches(
+    rows: list[_Row], batch_size: int, max_tokens: int, pack_width: int = 0
+) -> Iterator[list[list[_Row]]]:
+    """Group rows into forward passes of ``lines`` (sequences), longest rows first.
+
+    A pass has ``min(batch_size, max_tokens // width)`` lines of ``width = max(longest row left,
+    pack_width)`` tokens. With ``pack_width`` > 0 (tree rows, which carry their own mask) several
+    rows share a line, first-fit decreasing, so padding all but disappears; otherwise one row a line.
+    """
+    remaining = sorted(rows, key=lambda r: -len(r.tokens))
+    while remaining:
+        width = max(len(remaining[0].tokens), pack_width)
+        n_lines = max(1, min(batch_size, max_tokens // width))
+        lines: list[list[_Row]] = [[] for _ in range(n_lines)]
+        free = [width] * n_lines
+        smallest = len(remaining[-1].tokens)
+
+        def fits(i: int, n: int) -> bool:
+            return free[i] >= n and (pack_width > 0 or not lines[i])
+
+        rest: list[_Row] = []
+        for k, row in enumerate(remaining):
+            slot = next((i for i in range(n_lines) if fits(i, len(row.tokens))), None)
+            if slot is None:
+                rest.append(row)
+                continue
+            lines[slot].append(row)
+            free[slot] -= len(row.tokens)
+            if not any(fits(i, smallest) for i in range(n_lines)):
+                rest.extend(remaining[k + 1 :])
+                break
+        yield [line for line in lines if line]
+        remaining = rest
 
 
 def _assign(costs: Sequence[int], world: int) -> list[int]:
@@ -335,8 +368,9 @@ class Scorer:
 
     Args:
         model, tokenizer: a Hugging Face causal LM (or a PEFT / DDP wrapper of one) and its tokenizer.
-        batch_size: at most this many rows (distinct contexts) per forward pass.
-        max_tokens_per_batch: at most this many tokens (rows x longest row, padding included) per pass.
+        batch_size: at most this many sequences per forward pass (short contexts may share one).
+        max_tokens_per_batch: at most this many tokens (sequences x width, padding included) per pass;
+            a single longer item runs alone.
         max_length: the model's context length; ``None``: from the config like lm-eval.
         on_overlong: ``"error"``: one ValueError naming the over-long items; ``"truncate"``: drop context
             tokens from the left exactly like lm-eval.
@@ -400,15 +434,24 @@ class Scorer:
 
         ``names`` label the requests in error messages (default ``request <i>``).
         """
-        if names is not None and len(names) != len(requests):
-            raise ValueError(f"got {len(names)} names for {len(requests)} requests")
-        jobs, job_of = self._encode_jobs(requests, names)
-        rows = self._plan(jobs)
-        owner = self._shard([sum(len(r.tokens) for r in group) for group in rows])
-        mine = [row for group, rank in zip(rows, owner) if rank == self._rank for row in group]
+        jobs, job_of, mine = self._prepare(requests, names)
         scores = self._gather(self._score_rows(mine, desc or "loglikelihood"))
         results = [ScoredRequest(*scores[j], n_tokens=len(jobs[j][1])) for j in range(len(jobs))]
         return [results[j] for j in job_of]
+
+    def token_scores(
+        self,
+        requests: Sequence[tuple[str, str]],
+        names: Sequence[str] | None = None,
+        desc: str | None = None,
+    ) -> list[TokenScores]:
+        """:class:`TokenScores` of every continuation token, per request, in request order.
+
+        The same tokenisation, planning and forward passes as :meth:`loglikelihood`.
+        """
+        _, job_of, mine = self._prepare(requests, names)
+        found = self._gather(self._token_rows(mine, desc or "token scores"))
+        return [found[j] for j in job_of]
 
     def hidden_states(self, texts: Sequence[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
         """The hidden state of each text's last token at ``layers``: ``{layer: (n_texts, hidden)}`` float32.
@@ -437,6 +480,17 @@ class Scorer:
         }
 
     # ------------------------------------------------------------------ planning
+    def _prepare(
+        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None
+    ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[int], list[_Row]]:
+        """Distinct jobs, request -> job, and this process's share of the rows to run."""
+        if names is not None and len(names) != len(requests):
+            raise ValueError(f"got {len(names)} names for {len(requests)} requests")
+        jobs, job_of = self._encode_jobs(requests, names)
+        groups = self._plan(jobs)
+        owner = self._shard([sum(len(r.tokens) for r in group) for group in groups])
+        return jobs, job_of, [row for group, rank in zip(groups, owner) if rank == self._rank for row in group]
+
     def _encode_jobs(
         self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None
     ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[int]]:
@@ -549,87 +603,148 @@ class Scorer:
     def _device(self) -> torch.device:
         return next(_unwrap(self.model).parameters()).device
 
-    def _score_rows(self, rows: list[_Row], desc: str) -> dict[int, tuple[float, bool]]:
-        """Run rows in token-budget batches; ``{job: (summed logprob, is_greedy)}``."""
-        totals: dict[int, list] = {}
+    def _run(
+        self, rows: list[_Row], desc: str, moments: bool = False
+    ) -> Iterator[tuple[dict[str, np.ndarray], list[int]]]:
+        """Run rows in token-budget batches (eval + inference mode, progress bar).
+
+        Per batch and target: ``logprob``, ``greedy`` (with ``moments`` also ``mu``, ``sigma``), its job.
+        """
         model = _unwrap(self.model)
+        trees, plain = [r for r in rows if r.tree], [r for r in rows if not r.tree]
+        batches = [
+            *_batches(trees, self.batch_size, self.max_tokens_per_batch, PACK_WIDTH),
+            *_batches(plain, self.batch_size, self.max_tokens_per_batch),
+        ]
         with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), desc) as bar:
-            for batch in _batches(rows, self.batch_size, self.max_tokens_per_batch):
-                logprobs, greedy, jobs = self._score_batch(model, batch)
-                for job, lp, ok in zip(jobs, logprobs.tolist(), greedy.tolist()):
-                    acc = totals.setdefault(job, [0.0, True])
-                    acc[0] += lp
-                    acc[1] = acc[1] and ok
-                bar.update(sum(len(r.tokens) for r in batch))
+            for lines in batches:
+                yield self._score_batch(model, lines, moments)
+                bar.update(sum(len(r.tokens) for line in lines for r in line))
+
+    def _score_rows(self, rows: list[_Row], desc: str) -> dict[int, tuple[float, bool]]:
+        """``{job: (summed logprob, is_greedy)}``."""
+        totals: dict[int, list] = {}
+        for stats, jobs in self._run(rows, desc):
+            for job, lp, ok in zip(jobs, stats["logprob"].tolist(), stats["greedy"].tolist()):
+                acc = totals.setdefault(job, [0.0, True])
+                acc[0] += lp
+                acc[1] = acc[1] and ok
         return {job: (lp, ok) for job, (lp, ok) in totals.items()}
 
-    def _score_batch(self, model: Any, batch: list[_Row]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """One forward pass; per target: log p(token), whether it is the argmax, its job."""
-        width = max(len(r.tokens) for r in batch)
-        # tree rows are left-padded (their targets end at the right edge), plain rows right-padded
-        keep = max((len(r.tokens) if r.tree else width) - r.first_target for r in batch)
-        inputs = self._tree_inputs(batch, width) if batch[0].tree else self._plain_inputs(batch, width)
-        if self._logits_to_keep:
-            inputs["logits_to_keep"] = keep
-        logits = model(**inputs, use_cache=False).logits[:, -keep:]
-        rows, cols, tokens, jobs = [], [], [], []
-        for b, row in enumerate(batch):
-            shift = (len(row.tokens) if row.tree else width) - keep
-            for index, token, job in row.targets:
-                rows.append(b)
-                cols.append(index - shift)
-                tokens.append(token)
-                jobs.append(job)
-        picked = torch.log_softmax(logits[rows, cols].float(), dim=-1)
-        target = torch.tensor(tokens, device=picked.device)
-        logprobs = picked.gather(1, target[:, None])[:, 0]
-        greedy = picked.argmax(dim=-1) == target
-        return logprobs.cpu().numpy(), greedy.cpu().numpy(), jobs
+    def _token_rows(self, rows: list[_Row], desc: str) -> dict[int, TokenScores]:
+        """``{job: TokenScores}``: every target of a job, in continuation order (one row holds them all)."""
+        found: dict[int, list[int]] = {}
+        columns: dict[str, list[np.ndarray]] = {"logprob": [], "greedy": [], "mu": [], "sigma": []}
+        offset = 0
+        for stats, jobs in self._run(rows, desc, moments=True):
+            for i, job in enumerate(jobs):
+                found.setdefault(job, []).append(offset + i)
+            for key in columns:
+                columns[key].append(stats[key])
+            offset += len(jobs)
+        if not found:
+            return {}
+        flat = {key: np.concatenate(parts) for key, parts in columns.items()}
+        return {
+            job: TokenScores(flat["logprob"][idx], flat["greedy"][idx], flat["mu"][idx], flat["sigma"][idx])
+            for job, idx in found.items()
+        }
 
-    def _tree_inputs(self, batch: list[_Row], width: int) -> dict[str, torch.Tensor]:
-        """Left-padded ids, position ids and the additive 4-D mask of prefix-tree rows."""
-        ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
-        positions = np.zeros((len(batch), width), dtype=np.int64)
-        allowed = np.zeros((len(batch), width, width), dtype=bool)
-        diagonal = np.arange(width)
-        allowed[:, diagonal, diagonal] = True  # padding attends to itself: no empty softmax rows
-        for b, row in enumerate(batch):
-            start = width - len(row.tokens)
-            ids[b, start:] = row.tokens
-            positions[b, start:] = row.positions
-            allowed[b, start:, start:] = row.ancestors()
+    def _score_batch(
+        self, model: Any, lines: list[list[_Row]], moments: bool = False
+    ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """One forward pass; per target: log p(token), whether it is the argmax, its job; with
+        ``moments`` also the mean and std of log p over the vocabulary under p (Min-K%++)."""
+        width = max(sum(len(r.tokens) for r in line) for line in lines)
+        tree = lines[0][0].tree
+        ids = np.full((len(lines), width), self._pad_id, dtype=np.int64)
+        positions = np.zeros((len(lines), width), dtype=np.int64)
+        allowed = np.zeros((len(lines), width, width), dtype=bool) if tree else None
+        where: list[tuple[int, int]] = []
+        tokens: list[int] = []
+        jobs: list[int] = []
+        for b, line in enumerate(lines):
+            start = 0
+            for row in line:
+                end = start + len(row.tokens)
+                ids[b, start:end] = row.tokens
+                positions[b, start:end] = row.positions
+                if allowed is not None:
+                    allowed[b, start:end, start:end] = row.ancestors()
+                for index, token, job in row.targets:
+                    where.append((b, start + index))
+                    tokens.append(token)
+                    jobs.append(job)
+                start = end
+            if allowed is not None:  # padding attends to itself: no empty softmax rows
+                allowed[b, range(start, width), range(start, width)] = True
+        inputs = {"input_ids": torch.from_numpy(ids).to(self._device)}
+        if allowed is not None:
+            inputs["position_ids"] = torch.from_numpy(positions).to(self._device)
+            inputs["attention_mask"] = self._additive_mask(allowed)
+        picked = torch.log_softmax(self._logits_at(model, inputs, where).float(), dim=-1)
+        target = torch.tensor(tokens, device=picked.device)
+        stats = {
+            "logprob": picked.gather(1, target[:, None])[:, 0],
+            "greedy": picked.argmax(dim=-1) == target,
+        }
+        if moments:
+            probs = picked.exp()
+            stats["mu"] = (probs * picked).sum(-1)
+            stats["sigma"] = (probs * (picked - stats["mu"][:, None]) ** 2).sum(-1).sqrt()
+        return {key: value.cpu().numpy() for key, value in stats.items()}, jobs
+
+    def _additive_mask(self, allowed: np.ndarray) -> torch.Tensor:
+        """``[B, 1, T, T]`` float mask: 0 where attention is allowed, the dtype's minimum elsewhere."""
         dtype = _unwrap(self.model).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype)
         mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
-        device = self._device
-        return {
-            "input_ids": torch.from_numpy(ids).to(device),
-            "position_ids": torch.from_numpy(positions).to(device),
-            "attention_mask": mask[:, None].to(device),
-        }
+        return mask[:, None].to(self._device)
 
-    def _plain_inputs(self, batch: list[_Row], width: int) -> dict[str, torch.Tensor]:
-        """Right-padded ids without a mask: causal attention never looks at the padding (as lm-eval)."""
-        ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
-        for b, row in enumerate(batch):
-            ids[b, : len(row.tokens)] = row.tokens
-        return {"input_ids": torch.from_numpy(ids).to(self._device)}
+    def _logits_at(self, model: Any, inputs: dict[str, torch.Tensor], where: list[tuple[int, int]]) -> torch.Tensor:
+        """``[N, vocab]`` logits at the ``(line, position)`` pairs only.
 
-    def _hidden_rows(self, seqs: list[list[int]], mine: list[int], states: list[int]) -> dict[int, np.ndarray]:
-        """``{text index: (n_states_wanted..., hidden)}`` indexed by HF hidden-state number."""
+        The output layer sees only those positions (a forward pre-hook gathers its input), so the
+        model's own post-processing of logits (soft-capping, scaling) still applies. Without an
+        output-embedding module the full logits are computed, then gathered.
+        """
+        rows = torch.tensor([b for b, _ in where], device=self._device)
+        cols = torch.tensor([t for _, t in where], device=self._device)
+        width = inputs["input_ids"].shape[1]
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if head is None:
+            return model(**inputs, use_cache=False).logits[rows, cols]
+
+        def gather(module: torch.nn.Module, args: tuple) -> tuple:
+            hidden = args[0]
+            if hidden.dim() != 3 or hidden.shape[1] != width:
+                raise RuntimeError(f"unexpected input {tuple(hidden.shape)} to the output layer (width {width})")
+            return (hidden[rows, cols][None], *args[1:])
+
+        handle = head.register_forward_pre_hook(gather)
+        try:
+            return model(**inputs, use_cache=False).logits[0]
+        finally:
+            handle.remove()
+
+    def _hidden_rows(
+        self, seqs: list[list[int]], mine: list[int], states: list[int]
+    ) -> dict[int, dict[int, np.ndarray]]:
+        """``{text index: {hidden-state number: vector}}`` of the last token, right-padded batches."""
         rows = [_Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
-        found: dict[int, np.ndarray] = {}
+        found: dict[int, dict[int, np.ndarray]] = {}
         model = _unwrap(self.model)
         with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), "hidden states") as bar:
-            for batch in _batches(rows, self.batch_size, self.max_tokens_per_batch):
-                inputs = self._plain_inputs(batch, max(len(r.tokens) for r in batch))
-                if self._logits_to_keep:
-                    inputs["logits_to_keep"] = 1
-                out = model(**inputs, output_hidden_states=True, use_cache=False)
+            for lines in _batches(rows, self.batch_size, self.max_tokens_per_batch):
+                batch = [line[0] for line in lines]
+                ids = np.full((len(batch), max(len(r.tokens) for r in batch)), self._pad_id, dtype=np.int64)
+                for b, row in enumerate(batch):
+                    ids[b, : len(row.tokens)] = row.tokens
+                extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+                out = model(torch.from_numpy(ids).to(self._device), output_hidden_states=True, use_cache=False, **extra)
                 for b, row in enumerate(batch):
                     index, _, text = row.targets[0]
-                    vectors = {s: out.hidden_states[s][b, index].float().cpu().numpy() for s in states}
-                    found[text] = vectors
+                    found[text] = {s: out.hidden_states[s][b, index].float().cpu().numpy() for s in states}
                 bar.update(sum(len(r.tokens) for r in batch))
         return found
 
@@ -649,7 +764,9 @@ def _choice_chars(doc: MCDoc, target_delimiter: str) -> tuple[int, ...]:
     return tuple(len(c) - n if n and c.startswith(target_delimiter) else len(c) for c in doc.continuations)
 
 
-def score_mc(scorer: Scorer, docs: Sequence[MCDoc], *, target_delimiter: str = " ", desc: str | None = None) -> list[MCScore]:
+def score_mc(
+    scorer: Scorer, docs: Sequence[MCDoc], *, target_delimiter: str = " ", desc: str | None = None
+) -> list[MCScore]:
     """Score every choice of every item (identical requests run once) into :class:`MCScore`.
 
     ``target_delimiter`` is the task's lm-eval delimiter that the continuations start with; it is not
@@ -677,6 +794,7 @@ __all__ = [
     "MCScore",
     "Scorer",
     "ScoredRequest",
+    "TokenScores",
     "encode_pair",
     "prefix_token_id",
     "resolve_max_length",

@@ -22,7 +22,9 @@ unfinished one, and inside the unlearning stage at its last checkpoint):
    forget = members and holdout = non-members. The best step by ``select`` (objective + constraints)
    is tracked and its trainable weights kept (``stages/unlearn/selected.safetensors``).
 
-Metric keys are ``<split>/<name>``: ``forget/loss``, ``utility/token_acc``, ``mia/min_k_pp_auc``,
+All per-token numbers come from the scoring engine (:meth:`forgetlab.scoring.Scorer.token_scores`,
+lm-eval's tokenisation; sharded over processes); extraction generates greedily
+(:func:`forgetlab.metrics.extraction.greedy_continuations`). Metric keys are ``<split>/<name>``: ``forget/loss``, ``utility/token_acc``, ``mia/min_k_pp_auc``,
 ``mia/loss_auc_gap`` ... (see :func:`metric_names`). AUC direction: see :mod:`forgetlab.metrics.mia`
 (0.5 = indistinguishable, > 0.5 = forget items still look like members).
 """
@@ -50,10 +52,11 @@ from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Sp
 from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.methods import METHODS, Method
 from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
-from forgetlab.metrics.mia import ATTACKS, TPR_AT, TokenStats, attack_scores, evaluate_attacks, token_statistics
+from forgetlab.metrics.mia import ATTACKS, TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.store import Run, atomic_write_json
-from forgetlab.train import EncodedItem, collate, train_items, trainable_state
+from forgetlab.scoring import Scorer, TokenScores, encode_pair
+from forgetlab.train import EncodedItem, train_items, trainable_state
 
 SET_ORDER = ("forget", "holdout", "retain", "utility")
 SET_METRICS = ("loss", "token_acc", "n")
@@ -366,8 +369,6 @@ def build_sets(config: UnlearnConfig) -> dict[str, list[Item]]:
 
 def encode_item(tokenizer: Any, item: Item, continuations: Sequence[str], gold: int, max_length: int) -> EncodedItem:
     """Token ids of the prompt followed by each continuation, tokenised like the scoring engine."""
-    from forgetlab.scoring import encode_pair
-
     sequences, starts = [], []
     for continuation in continuations:
         ctx, cont = encode_pair(tokenizer, item.prompt, continuation)
@@ -414,7 +415,7 @@ def metric_names(config: UnlearnConfig) -> list[str]:
     return names
 
 
-def set_metrics(stats: Sequence[TokenStats]) -> dict[str, float]:
+def set_metrics(stats: Sequence[TokenScores]) -> dict[str, float]:
     """Token-level loss (Σ NLL / Σ tokens), mean per-item greedy token accuracy, and the item count."""
     tokens = sum(len(s.logprobs) for s in stats)
     return {
@@ -434,6 +435,10 @@ class EvalSet:
     @property
     def texts(self) -> list[str]:
         return [item.target for item in self.items]
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        return [(item.prompt, item.target) for item in self.items]
 
     def contexts(self) -> list[list[int]]:
         return [e.sequences[0][: e.answer_starts[0]] for e in self.encoded]
@@ -511,13 +516,13 @@ class Evaluator:
 
     def evaluate(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Flat metrics ``{"<split>/<name>": value}`` and per-item rows of the current model."""
-        stats = {name: self.runner.token_stats(s.encoded) for name, s in self.sets.items()}
+        stats = {name: self.runner.token_scores(s, name) for name, s in self.sets.items()}
         metrics: dict[str, float] = {}
         per_item: dict[str, dict[str, np.ndarray]] = {}
         for name, values in stats.items():
             metrics.update({f"{name}/{k}": v for k, v in set_metrics(values).items()})
             per_item[name] = {
-                "loss": np.array([s.loss for s in values]),
+                "loss": np.array([item_loss(s) for s in values]),
                 "token_acc": exact_memorization([s.greedy for s in values]),
             }
         if self.config.eval.extraction:
@@ -545,7 +550,7 @@ class Evaluator:
             self.selection.state["reference_losses"] = self.runner.reference_model_losses(reference, self.sets)
         return self.selection.state["reference_losses"]
 
-    def _mia(self, stats: dict[str, list[TokenStats]], per_item: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    def _mia(self, stats: dict[str, list[TokenScores]], per_item: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
         k, refs = self.config.mia.k, self._reference_losses()
         scores = {
             s: attack_scores(stats[s], self.sets[s].texts, k, refs[s] if refs else None) for s in ("forget", "holdout")
@@ -684,18 +689,17 @@ class UnlearnRunner:
             return trainable_state(self.model)
         return {n: p.detach().contiguous().clone() for n, p in self.model.named_parameters() if n in names}
 
-    def token_stats(self, items: Sequence[EncodedItem]) -> list[TokenStats]:
-        """Per-token statistics of each item (answer tokens), items sharded over the processes."""
-        rank, world = self.acc.process_index, self.acc.num_processes
-        mine = list(range(rank, len(items), world))
-        size = self.config.eval.batch_size
-        found: dict[int, TokenStats] = {}
-        for start in range(0, len(mine), size):
-            chunk = mine[start : start + size]
-            batch = collate([items[i] for i in chunk], "answer", self.tokenizer.pad_token_id)
-            found.update(zip(chunk, token_statistics(self.model, batch)))
-        merged = _gathered(found) if world > 1 else found
-        return [merged[i] for i in range(len(items))]
+    def scorer(self, model: torch.nn.Module | None = None, tokenizer: Any = None) -> Scorer:
+        """The scoring engine on the current model (or another), sharded over the processes, no progress bar."""
+        return Scorer(
+            model if model is not None else self.model, tokenizer if tokenizer is not None else self.tokenizer,
+            batch_size=self.config.eval.batch_size, accelerator=self.acc, progress=False,
+        )
+
+    def token_scores(self, eval_set: EvalSet, name: str) -> list[TokenScores]:
+        """Per-token statistics of each item's target (the scoring engine's ``token_scores``)."""
+        names = [f"{name} item {item.item_id}" for item in eval_set.items]
+        return self.scorer().token_scores(eval_set.requests, names=names, desc=name)
 
     def generate(self, contexts: list[list[int]], lengths: list[int]) -> list[list[int]]:
         """Greedy continuations, items sharded over the processes."""
@@ -712,16 +716,12 @@ class UnlearnRunner:
     def reference_model_losses(self, spec: ModelSpec, sets: dict[str, EvalSet]) -> dict[str, list[float]]:
         """Mean token NLL of the forget and holdout items under a separate reference model (its own tokenizer)."""
         model, tokenizer = load_model(spec)
-        model.eval()
+        scorer = self.scorer(model, tokenizer)
         out = {}
         for name in ("forget", "holdout"):
-            encoded = [encode_item(tokenizer, i, [i.target], 0, model_max_length(model)) for i in sets[name].items]
-            losses = []
-            for start in range(0, len(encoded), self.config.eval.batch_size):
-                batch = collate(encoded[start : start + self.config.eval.batch_size], "answer", tokenizer.pad_token_id)
-                losses.extend(s.loss for s in token_statistics(model, batch))
-            out[name] = losses
-        del model
+            scores = scorer.loglikelihood(sets[name].requests, desc=f"reference model: {name}")
+            out[name] = [-s.logprob / s.n_tokens for s in scores]
+        del scorer, model
         return out
 
     # --- stages --------------------------------------------------------------------------------------

@@ -29,63 +29,27 @@ Principles") is the largest true-positive rate among ROC points with ``FPR ≤``
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from scipy.stats import rankdata
 
-from forgetlab.methods.base import Batch
+from forgetlab.scoring import TokenScores
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "ref")
 TPR_AT = {"tpr_1pct": 0.01, "tpr_0.1pct": 0.001}
 
 
 # ------------------------------------------------------------------------- per-token statistics
+#
+# Per-token statistics come from the scoring engine, :meth:`forgetlab.scoring.Scorer.token_scores`
+# (the one place that turns (context, continuation) pairs into log-likelihoods): for each target
+# token ``log p(x_t|x<t)``, whether it is the argmax, and μ_t, σ_t over the vocabulary.
 
 
-@dataclass
-class TokenStats:
-    """Per target token of one item: ``log p(x_t|x<t)``, the vocabulary mean/std of ``log p`` (μ_t, σ_t)
-    under ``p(·|x<t)``, and whether ``x_t`` is the argmax (greedy) prediction."""
-
-    logprobs: np.ndarray
-    mu: np.ndarray
-    sigma: np.ndarray
-    greedy: np.ndarray
-
-    @property
-    def loss(self) -> float:
-        """Mean token NLL."""
-        return float(-self.logprobs.mean())
-
-
-def vocab_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(log p, μ, σ)`` over the last (vocabulary) axis: μ = Σ p log p, σ = sqrt(Σ p (log p − μ)²)."""
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    p = logp.exp()
-    weighted = torch.where(p > 0, p * logp, torch.zeros_like(p))
-    mu = weighted.sum(-1)
-    centred = torch.where(p > 0, logp - mu.unsqueeze(-1), torch.zeros_like(p))
-    sigma = (p * centred.square()).sum(-1).sqrt()
-    return logp, mu, sigma
-
-
-@torch.no_grad()
-def token_statistics(model: torch.nn.Module, batch: Batch) -> list[TokenStats]:
-    """:class:`TokenStats` of every row's labelled tokens (one forward pass; padding never counted)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    targets = batch.labels[:, 1:]
-    out = []
-    for row in range(targets.shape[0]):
-        positions = (targets[row] != -100).nonzero().squeeze(-1)
-        logp, mu, sigma = vocab_moments(logits[row, positions])
-        tokens = targets[row, positions]
-        picked = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        greedy = logp.argmax(-1) == tokens
-        out.append(TokenStats(*(t.cpu().numpy() for t in (picked, mu, sigma, greedy))))
-    return out
+def item_loss(stats: TokenScores) -> float:
+    """Mean token NLL of one item."""
+    return float(-np.mean(stats.logprobs))
 
 
 # ------------------------------------------------------------------------- attack scores
@@ -146,7 +110,7 @@ def reference_score(loss_target: float, loss_reference: float) -> float:
     return -(loss_target - loss_reference)
 
 
-def attack_scores(stats: Sequence[TokenStats], texts: Sequence[str], k: float,
+def attack_scores(stats: Sequence[TokenScores], texts: Sequence[str], k: float,
                   reference_losses: Sequence[float] | None = None) -> dict[str, np.ndarray]:
     """Membership scores of every item under every attack (``ref`` only with reference losses)."""
     scores = {
@@ -156,7 +120,7 @@ def attack_scores(stats: Sequence[TokenStats], texts: Sequence[str], k: float,
         "min_k_pp": [min_k_pp_score(s.logprobs, s.mu, s.sigma, k) for s in stats],
     }
     if reference_losses is not None:
-        scores["ref"] = [reference_score(s.loss, r) for s, r in zip(stats, reference_losses)]
+        scores["ref"] = [reference_score(item_loss(s), r) for s, r in zip(stats, reference_losses)]
     return {name: np.asarray(values, dtype=float) for name, values in scores.items()}
 
 
