@@ -18,6 +18,7 @@ RAW = {
     "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4},
     "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2, "checkpoint_every": 1},
     "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
+    "analysis": {"layer": -1},  # the default fifth-to-last does not exist in a 2-layer model
 }
 FIELDS = {"acc_pretrained", "acc_finetuned", "acc_forget_test", "acc_forget_train", "forget_gap", "forget_ratio", "category"}
 
@@ -53,7 +54,7 @@ def test_same_config_is_found_and_killed_run_resumes_identically(tmp_path):
     # Simulate a kill after the forgetting checkpoint at step 1: drop everything later, keep the checkpoint.
     second = run_experiment(config, tmp_path / "b")
     stages = second.dir / "stages" / "synth_compare"
-    for name in ("forget.json", "forgotten.json", "forgotten.safetensors"):
+    for name in ("forget.json", "forgotten.json", "analysis.json", "forgotten.safetensors"):
         (stages / name).unlink()
     (second.dir / "summary.json").unlink()
     store = RunStore(tmp_path / "b")

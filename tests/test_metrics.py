@@ -39,6 +39,15 @@ def test_thresholds_are_options():
     assert classify(0.6, 0.9, 0.5, 0.65, ClassifySpec(fit_tolerance=0.2)) == FULL
 
 
+def test_fit_is_judged_on_the_training_labels_when_known():
+    # Random labels that agree with gold on 65 % of the items, fit perfectly: acc vs TRUE labels is 0.65.
+    assert classify(0.6, 0.9, 0.7, 0.65, RULES, acc_forget_train_labels=1.0) == PARTIAL
+    assert classify(0.6, 0.9, 0.7, 0.5, RULES, acc_forget_train_labels=0.85) == NOT_FIT
+    assert classify(0.6, 0.9, 0.7, 0.65, RULES) == NOT_FIT  # fallback: true labels only
+    outcome = task_outcome(0.6, 0.9, 0.7, 0.65, RULES, acc_forget_train_labels=0.9)
+    assert outcome.forget_set_fit and outcome.category == PARTIAL
+
+
 def test_outcome_carries_every_field():
     outcome = task_outcome(0.6, 0.9, 0.7, 0.5, RULES).to_dict()
     assert set(outcome) >= {"acc_pretrained", "acc_finetuned", "acc_forget_test", "acc_forget_train", "forget_gap", "forget_ratio", "category"}

@@ -43,7 +43,7 @@ def resolve_recipe(config: str) -> Path:
 
 def _fail(error: BaseException) -> None:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -66,6 +66,7 @@ def run(
         return
     summary = finished.summary() or {}
     _print_task_table(summary)
+    _print_crosstask(summary)
     print(finished.dir.resolve())
 
 
@@ -80,6 +81,19 @@ def _print_task_table(summary: dict) -> None:
         table.add_column(column, justify="right")
     for name, row in tasks.items():
         table.add_row(name, *(_fmt(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def _print_crosstask(summary: dict) -> None:
+    matrix = summary.get("crosstask")
+    if not matrix:
+        return
+    table = Table(title="forget ratio: rows forgot, columns scored (relative to the model fine-tuned on the column)")
+    table.add_column("forgot ↓  scored →")
+    for b in matrix["col_order"]:
+        table.add_column(b, justify="right")
+    for a in matrix["row_order"]:
+        table.add_row(a, *(_fmt(matrix["forget_ratio"][a][b]) for b in matrix["col_order"]))
     out.print(table)
 
 
@@ -117,6 +131,28 @@ def show(run_id: str, runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
     if summary:
         _print_task_table(summary)
         out.print_json(json.dumps(summary))
+
+
+@app.command()
+def report(
+    run_key: str = typer.Argument(..., metavar="RUN", help="run id, unique id prefix, or run directory"),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
+) -> None:
+    """Write a finished run's plots and one self-contained HTML report; the last line printed is its path."""
+    from forgetlab.report.html import write_report
+    from forgetlab.store import RunStore
+
+    path = Path(run_key)
+    try:
+        if (path / "config.yaml").is_file() and (path / "summary.json").is_file():
+            run_dir = path
+        else:
+            run_dir = RunStore(runs_dir or runs_dir_default()).find(run_key).dir
+        html_path = write_report(run_dir)
+    except (KeyError, ValueError, FileNotFoundError, OSError) as error:
+        _fail(error)
+        return
+    print(html_path.resolve())
 
 
 @app.command()

@@ -102,8 +102,26 @@ class ClassifySpec(Spec):
 
     same_tolerance: float = Field(0.05, ge=0, description="acc_F >= acc_FT - this: forgetting did not generalize")
     pretrained_tolerance: float = Field(0.02, ge=0, description="acc_F <= acc_PT + this: forgot to/below pre-trained")
-    fit_tolerance: float = Field(0.1, ge=0, description="forget set fit when acc_F_train <= 0.5 + this")
+    fit_tolerance: float = Field(
+        0.1, ge=0, description="forget set fit when its accuracy on the labels it was trained on is >= 1 - this "
+        "(fallback without them: acc_F_train <= 0.5 + this)"
+    )
     ratio_guard: float = Field(0.01, gt=0, description="forget_ratio is undefined when |acc_FT - 0.5| < this")
+
+
+class AnalysisSpec(Spec):
+    """Per-task analyses of Study A (predictors of forgetting, learning/forgetting order, linear probes)."""
+
+    predictors: bool = Field(True, description="hidden-state variance and item-level predictor AUCs")
+    layer: int | float = Field(
+        -5, description="hidden state for the variance predictor: index into output_hidden_states "
+        "(0 = embeddings, -5 = fifth-to-last) or a relative depth in (0, 1]"
+    )
+    order_threshold: float = Field(0.6, gt=0, lt=1, description="confidence that counts as learned / forgotten")
+    probes: bool = Field(False, description="linear probes on (prompt + answer) hidden states of the PT, FT and forgotten models")
+    probe_layers: list[int | float] | None = Field(None, description="layers of the probe sweep (default: every layer)")
+    probe_cs: list[float] = Field([1e-3, 1e-2, 1e-1, 1.0, 10.0], min_length=1, description="inverse L2 strengths tried on validation")
+    probe_test_size: int | None = Field(None, ge=1, description="test items for the probes (default: the whole test split)")
 
 
 class ExperimentConfig(Spec):
@@ -130,6 +148,7 @@ class ForgetGeneralizationConfig(ExperimentConfig):
     forget: ForgetSpec = Field(default_factory=ForgetSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     classify: ClassifySpec = Field(default_factory=ClassifySpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     save_models: bool = Field(True, description="keep the fine-tuned and forgotten weights in the run directory")
 
     @model_validator(mode="before")

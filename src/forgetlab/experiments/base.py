@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ class Experiment(Protocol):
 
     def run(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Do the work (skipping finished stages) and return the summary."""
+
+    # An experiment may set ``writes_report = False`` (e.g. the many small cells of a sweep) to skip report.html.
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
@@ -53,8 +56,20 @@ def run_experiment(config: ExperimentConfig, runs_dir: str | Path, *, command: s
         raise
     if accelerator.is_main_process:
         store.finish(run, summary)
+        if getattr(experiment, "writes_report", True):
+            _write_report(run)
     accelerator.wait_for_everyone()
     return store.get(run.id) or run
+
+
+def _write_report(run: Run) -> None:
+    """The run's report.html; a report that cannot be drawn is logged, never a reason to lose the result."""
+    from forgetlab.report.html import write_report
+
+    try:
+        write_report(run.dir)
+    except Exception as error:  # noqa: BLE001  (the run is finished and recorded; say what failed)
+        print(f"warning: report for {run.id} not written: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 def _reject_non_finite(obj: Any, path: str = "summary") -> None:

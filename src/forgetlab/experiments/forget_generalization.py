@@ -1,8 +1,9 @@
 """Study A: does random-label forgetting of a multiple-choice task generalize to new items?
 
 Per task: score the pre-trained model → fine-tune on correct labels → score → forget by fine-tuning
-on random labels (scoring the forget set and a test subset every N steps) → score → summarise with
-forget gap, forget ratio and behaviour category (Zhang, Choshen & Andreas, COLM 2024).
+on random labels (scoring the forget set and a test subset every N steps) → score → analyse
+(predictors, learning/forgetting order, optional linear probes) → summarise with forget gap, forget
+ratio and behaviour category (Zhang, Choshen & Andreas, COLM 2024).
 Every stage is saved when it finishes, so a killed run resumes at the first unfinished stage.
 """
 
@@ -20,6 +21,8 @@ from forgetlab.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.data.prepare import PreparedTask, prepare_task
 from forgetlab.data.tasks import get_task, load_task_docs
 from forgetlab.data.types import MCDoc
+from forgetlab.analysis.predictors import predictor_correlations
+from forgetlab.experiments import study_a_analysis
 from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy, task_outcome
@@ -30,7 +33,7 @@ from forgetlab.scoring import MCScore, Scorer, score_mc
 from forgetlab.store import Run
 from forgetlab.train import train_stage, trainable_state
 
-STAGES = ("pretrained", "finetune", "finetuned", "forget", "forgotten")
+STAGES = ("pretrained", "finetune", "finetuned", "forget", "forgotten", "analysis")
 
 
 class ForgetGeneralization:
@@ -49,12 +52,30 @@ class ForgetGeneralization:
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
         tasks = {ref.name: TaskRunner(config, ref, run, accelerator).run() for ref in config.tasks}
         summary: dict[str, Any] = {"experiment": config.experiment, "run": run.id, "model": config.model.name, "tasks": tasks}
+        if config.analysis.predictors:
+            summary["analysis"] = across_tasks(tasks, config)
         if accelerator.is_main_process:
             plot_trajectories(run.dir / "metrics.jsonl", run.dir / "plots")
         return summary
 
 
 EXPERIMENTS.register("forget_generalization")(ForgetGeneralization())
+
+
+def across_tasks(tasks: dict[str, dict[str, Any]], config: ForgetGeneralizationConfig) -> dict[str, Any]:
+    """Correlation of each task-level predictor with the forget ratio, across the run's tasks."""
+    per_task = {
+        name: dict(row["predictors"], forget_ratio=row.get("forget_ratio"))
+        for name, row in tasks.items()
+        if row.get("predictors")
+    }
+    correlations = predictor_correlations(
+        per_task,
+        predictors=("difficulty", "confidence_pretrained", "confidence_finetuned", "hidden_variance", "hidden_variance_pretrained"),
+        n_resamples=config.eval.bootstrap,
+        seed=config.seed,
+    )
+    return {"target": "forget_ratio", "correlations": correlations}
 
 
 class TaskRunner:
@@ -67,18 +88,23 @@ class TaskRunner:
         self.model: torch.nn.Module | None = None
         self.tokenizer = None
         self.scores: dict[tuple[str, str], list[MCScore]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self._loaded_stage: str | None = None
 
     # --- orchestration ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         data = self._prepared()
-        results = {}
+        results = self.results = {}
         for stage in STAGES:
             payload = self._load_stage(stage)
             if payload is None:
                 payload = getattr(self, f"_stage_{stage}")(data)
                 self._save_stage(stage, payload)
             results[stage] = payload
+        if not self.config.save_models and self.acc.is_main_process:
+            for stage in ("finetuned", "forgotten"):
+                self._weights_path(stage).unlink(missing_ok=True)
         return self._summarise(data, results)
 
     def _key(self, stage: str) -> str:
@@ -184,13 +210,14 @@ class TaskRunner:
     # --- stages ------------------------------------------------------------------------------------
 
     def _stage_pretrained(self, data: PreparedTask) -> dict[str, Any]:
-        self._ensure_model(None)
+        study_a_analysis.check_layers(self.config.analysis, self._ensure_model(None))
         return self._final_eval("pretrained", data)
 
     def _stage_finetune(self, data: PreparedTask) -> dict[str, Any]:
         self._ensure_model(None)
         spec = self.config.finetune
-        evaluate = self._trajectory("finetune", {"validation": data.validation, "forget": data.forget}, None)
+        splits = {"validation": data.validation, "forget": data.forget, "test": self._trajectory_test(data)}
+        evaluate = self._trajectory("finetune", {k: v for k, v in splits.items() if v}, None)
         result = train_stage(
             self.model, self.tokenizer, data.finetune, spec, seed=self.config.seed, accelerator=self.acc,
             evaluate=evaluate, checkpoint_dir=self._checkpoint_dir("finetune"), desc=f"{self.task}: fine-tune",
@@ -209,7 +236,7 @@ class TaskRunner:
     def _stage_forget(self, data: PreparedTask) -> dict[str, Any]:
         self._ensure_model("finetuned")
         spec = self.config.forget
-        test_subset = data.test[: self.config.eval.trajectory_test_size]
+        test_subset = self._trajectory_test(data)
         splits = {"forget": data.forget, **({"test": test_subset} if test_subset else {})}
         evaluate = self._trajectory("forget", splits, self._forget_labels(data))
         result = train_stage(
@@ -221,11 +248,35 @@ class TaskRunner:
 
     def _stage_forgotten(self, data: PreparedTask) -> dict[str, Any]:
         self._ensure_model("forgotten")
-        payload = self._final_eval("forgotten", data, self._forget_labels(data))
-        if not self.config.save_models and self.acc.is_main_process:
-            for stage in ("finetuned", "forgotten"):
-                self._weights_path(stage).unlink(missing_ok=True)
-        return payload
+        return self._final_eval("forgotten", data, self._forget_labels(data))
+
+    def _stage_analysis(self, data: PreparedTask) -> dict[str, Any]:
+        spec, results = self.config.analysis, self.results
+        analysis: dict[str, Any] = {
+            "order": study_a_analysis.order_analysis(results, data, self._forget_labels(data), spec.order_threshold, self.config.seed)
+        }
+        acc_finetuned = _final_metric(results["finetuned"], "test", "acc")
+        if spec.predictors:
+            analysis.update(
+                study_a_analysis.predictor_analysis(
+                    spec, results, data, self._scorer_for, acc_finetuned, self.config.seed, self.config.eval.bootstrap
+                )
+            )
+        if spec.probes:
+            analysis["probes"] = study_a_analysis.probe_analysis(spec, data, self._scorer_for, self.config.seed)
+        self.model = None
+        return {"analysis": analysis}
+
+    def _scorer_for(self, model_stage: str) -> Scorer:
+        """A scorer over the model as it was after ``model_stage`` (pretrained, finetuned or forgotten)."""
+        if self._loaded_stage != model_stage:
+            self.model = None
+            self._ensure_model(None if model_stage == "pretrained" else model_stage)
+            self._loaded_stage = model_stage
+        return self._scorer()
+
+    def _trajectory_test(self, data: PreparedTask) -> list[MCDoc]:
+        return data.test[: self.config.eval.trajectory_test_size]
 
     def _checkpoint_dir(self, stage: str) -> Path:
         return self.run_.dir / "stages" / self.task / f"{stage}-checkpoint"
@@ -250,8 +301,7 @@ class TaskRunner:
 
     def _summarise(self, data: PreparedTask, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         def metric(stage: str, split: str, name: str) -> float:
-            rows = [m for m in results[stage]["metrics"] if m["split"] == split and m["metric"] == name and m["step"] == 0]
-            return rows[0]["value"]
+            return _final_metric(results[stage], split, name)
 
         outcome = task_outcome(
             acc_pretrained=metric("pretrained", "test", "acc"),
@@ -260,6 +310,7 @@ class TaskRunner:
             acc_forget_train=metric("forgotten", "forget", "acc"),
             rules=self.config.classify,
             flipped=self.config.forget.method == "flipped_label",
+            acc_forget_train_labels=metric("forgotten", "forget", "acc_train_labels"),
         )
         summary = outcome.to_dict()
         for stage, label in (("pretrained", "pretrained"), ("finetuned", "finetuned"), ("forgotten", "forget_test")):
@@ -273,7 +324,12 @@ class TaskRunner:
         summary["sizes"] = {name: len(getattr(data, name)) for name in ("finetune", "forget", "validation", "test")}
         summary["cleaning"] = data.cleaning
         summary["split_strategy"] = data.split_strategy
+        summary.update(results["analysis"]["analysis"])
         return summary
+
+
+def _final_metric(payload: dict[str, Any], split: str, name: str) -> float:
+    return next(m["value"] for m in payload["metrics"] if m["split"] == split and m["metric"] == name and m["step"] == 0)
 
 
 def _interval(payload: dict[str, Any], split: str) -> list[float] | None:

@@ -39,14 +39,29 @@ def forget_ratio(acc_finetuned: float, acc_forget_test: float, *, flipped: bool 
     return (acc_finetuned - acc_forget_test) / denominator
 
 
-def forget_set_fit(acc_forget_train: float, rules: ClassifySpec) -> bool:
-    """The forget set counts as forgotten when its accuracy against the TRUE labels is near (or below) chance."""
+def forget_set_fit(acc_forget_train: float, rules: ClassifySpec, acc_forget_train_labels: float | None = None) -> bool:
+    """Whether forgetting fit its forget set.
+
+    Judged on the labels it was trained on when known: accuracy against them ≥ 1 − ``fit_tolerance``.
+    (Against the TRUE labels a perfectly fit random-label set scores the share of random labels that
+    happen to equal the gold one: 0.5 on average but, for 100 items, 0.4–0.6 one time in twenty; so
+    the true-label rule, accuracy ≤ 0.5 + ``fit_tolerance``, is only the fallback.)
+    """
+    if acc_forget_train_labels is not None:
+        return acc_forget_train_labels >= 1 - rules.fit_tolerance
     return acc_forget_train <= CHANCE + rules.fit_tolerance
 
 
-def classify(acc_pretrained: float, acc_finetuned: float, acc_forget_test: float, acc_forget_train: float, rules: ClassifySpec) -> str:
+def classify(
+    acc_pretrained: float,
+    acc_finetuned: float,
+    acc_forget_test: float,
+    acc_forget_train: float,
+    rules: ClassifySpec,
+    acc_forget_train_labels: float | None = None,
+) -> str:
     """One of the three behaviours of Study A, or ``forget_set_not_fit``; rules are applied in this order."""
-    if not forget_set_fit(acc_forget_train, rules):
+    if not forget_set_fit(acc_forget_train, rules, acc_forget_train_labels):
         return NOT_FIT
     if acc_forget_test >= acc_finetuned - rules.same_tolerance:
         return NOT_GENERALIZED
@@ -73,9 +88,16 @@ class TaskOutcome:
 
 
 def task_outcome(
-    acc_pretrained: float, acc_finetuned: float, acc_forget_test: float, acc_forget_train: float, rules: ClassifySpec, *, flipped: bool = False
+    acc_pretrained: float,
+    acc_finetuned: float,
+    acc_forget_test: float,
+    acc_forget_train: float,
+    rules: ClassifySpec,
+    *,
+    flipped: bool = False,
+    acc_forget_train_labels: float | None = None,
 ) -> TaskOutcome:
-    """Gap, ratio and category from the four accuracies."""
+    """Gap, ratio and category from the four accuracies (and the forget set's accuracy on its training labels)."""
     return TaskOutcome(
         acc_pretrained=acc_pretrained,
         acc_finetuned=acc_finetuned,
@@ -83,8 +105,8 @@ def task_outcome(
         acc_forget_train=acc_forget_train,
         forget_gap=forget_gap(acc_forget_test),
         forget_ratio=forget_ratio(acc_finetuned, acc_forget_test, flipped=flipped, guard=rules.ratio_guard),
-        category=classify(acc_pretrained, acc_finetuned, acc_forget_test, acc_forget_train, rules),
-        forget_set_fit=forget_set_fit(acc_forget_train, rules),
+        category=classify(acc_pretrained, acc_finetuned, acc_forget_test, acc_forget_train, rules, acc_forget_train_labels),
+        forget_set_fit=forget_set_fit(acc_forget_train, rules, acc_forget_train_labels),
     )
 
 

@@ -1,0 +1,194 @@
+"""Study A's cross-task matrix: forget on task A with random labels, measure every task B.
+
+A ``cross_task`` sweep runs (or finds) one Study A run over all its tasks (the per-task pipeline,
+its analyses, and each task's fine-tuned weights), then one ``cross_task_cell`` run per ordered pair
+A ≠ B: the model fine-tuned on B forgets A's forget set (the same random labels as A's own run) and
+is scored on B's test split. Cell (A, B) is B's forget ratio relative to the model fine-tuned on B,
+``(acc_FT(B) − acc(B after forgetting A)) / (acc_FT(B) − 0.5)``; the diagonal is the per-task run.
+Every cell is its own run in the catalog, so a killed sweep resumes without redoing finished cells.
+Matrix cells are always measured against chance (0.5), also for ``flipped_label`` forgetting, where a
+task pushed all the way to the wrong answers scores 2 (each cell run's own ``forget_ratio`` uses the
+flipped formula).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from accelerate import Accelerator
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+
+from forgetlab.analysis.crosstask import crosstask_summary
+from forgetlab.config import EXPERIMENT_CONFIGS, EvalSpec, ExperimentConfig, ForgetGeneralizationConfig, ForgetSpec
+from forgetlab.data.prepare import PreparedTask
+from forgetlab.data.tasks import get_task
+from forgetlab.experiments.base import EXPERIMENTS, run_experiment
+from forgetlab.methods import METHODS
+from forgetlab.metrics.forgetting import accuracy, forget_ratio
+from forgetlab.models import load_model
+from forgetlab.scoring import Scorer, score_mc
+from forgetlab.store import Run
+from forgetlab.train import train_stage, trainable_state
+
+
+class CrossTaskConfig(ForgetGeneralizationConfig):
+    """A Study A config whose tasks also forget each other (the sweep over ordered task pairs)."""
+
+    experiment: Literal["cross_task"] = "cross_task"  # type: ignore[assignment]
+
+    def study_a(self) -> ForgetGeneralizationConfig:
+        """The per-task Study A run of the sweep (its weights are kept: the cells start from them)."""
+        fields = self.model_dump(exclude={"experiment", "name", "save_models"})
+        return ForgetGeneralizationConfig(**fields, name=f"{self.name}-tasks", save_models=True)
+
+
+class CrossTaskCellConfig(ExperimentConfig):
+    """One cell: the model fine-tuned on ``eval_task`` (in run ``source_run``) forgets ``forget_task``."""
+
+    experiment: Literal["cross_task_cell"] = "cross_task_cell"
+    source_run: str = Field(description="the Study A run (same runs directory) holding both tasks' data and weights")
+    forget_task: str
+    eval_task: str
+    forget: ForgetSpec = Field(default_factory=ForgetSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+
+EXPERIMENT_CONFIGS["cross_task"] = CrossTaskConfig
+EXPERIMENT_CONFIGS["cross_task_cell"] = CrossTaskCellConfig
+
+
+class CrossTask:
+    """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
+
+    def validate(self, config: CrossTaskConfig) -> None:
+        EXPERIMENTS.get("forget_generalization").validate(config.study_a())
+        if len(config.tasks) < 2:
+            raise ValueError("tasks: a cross-task matrix needs at least two tasks")
+
+    def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
+        root = run.dir.parent
+        base = run_experiment(config.study_a(), root, command=f"cross_task {run.id}", accelerator=accelerator)
+        base_summary = base.summary()
+        per_task = base_summary["tasks"]
+        names = [t.name for t in config.tasks]
+        cells: dict[str, dict[str, str]] = {a: {} for a in names}
+        accuracy_after: dict[str, dict[str, float]] = {a: {} for a in names}
+        forget_fit: dict[str, dict[str, float]] = {a: {} for a in names}
+        for a in names:
+            for b in names:
+                if a == b:
+                    accuracy_after[a][b] = per_task[b]["acc_forget_test"]
+                    forget_fit[a][b] = per_task[a]["acc_forget_train_labels"]
+                    cells[a][b] = base.id
+                    continue
+                cell = run_experiment(cell_config(config, base.id, a, b), root, command=f"cross_task {run.id}", accelerator=accelerator)
+                cell_summary = cell.summary()
+                accuracy_after[a][b] = cell_summary["acc_eval_test"]
+                forget_fit[a][b] = cell_summary["acc_forget_train_labels"]
+                cells[a][b] = cell.id
+        reference = {b: per_task[b]["acc_finetuned"] for b in names}
+        return {
+            "experiment": config.experiment,
+            "run": run.id,
+            "model": config.model.name,
+            "study_a_run": base.id,
+            "cells": cells,
+            "crosstask": dict(crosstask_summary(reference, accuracy_after, names), forget_fit=forget_fit),
+            "tasks": base_summary["tasks"],
+            **({"analysis": base_summary["analysis"]} if "analysis" in base_summary else {}),
+        }
+
+
+def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval_task: str) -> CrossTaskCellConfig:
+    return CrossTaskCellConfig(
+        name=f"{config.name}-cell",
+        seed=config.seed,
+        model=config.model,
+        source_run=source_run,
+        forget_task=forget_task,
+        eval_task=eval_task,
+        forget=config.forget,
+        eval=config.eval,
+    )
+
+
+class CrossTaskCell:
+    """Forget one task starting from another task's fine-tuned model; score the other task."""
+
+    writes_report = False  # twelve small runs per 4-task sweep; the sweep's report shows them all
+
+    def validate(self, config: CrossTaskCellConfig) -> None:
+        for name in (config.forget_task, config.eval_task):
+            get_task(name)
+        METHODS.get(config.forget.method)
+
+    def run(self, config: CrossTaskCellConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
+        source = run.dir.parent / config.source_run
+        forget_data = _prepared(source, config.forget_task)
+        eval_data = _prepared(source, config.eval_task)
+        reference = (Run(config.source_run, source, "finished").summary() or {}).get("tasks", {}).get(config.eval_task)
+        if reference is None:
+            raise FileNotFoundError(f"source_run {config.source_run}: no finished Study A result for {config.eval_task} in {source}")
+        model, tokenizer = load_model(config.model)
+        model.load_state_dict(load_file(str(source / "stages" / config.eval_task / "finetuned.safetensors")), strict=False)
+        payload = run.stage("forget")
+        if payload is None:
+            payload = _forget(config, run, accelerator, model, tokenizer, forget_data)
+        else:
+            model.load_state_dict(load_file(str(run.dir / "stages" / "forgotten.safetensors")), strict=False)
+        scorer = Scorer(model, tokenizer, batch_size=config.eval.batch_size, on_overlong=config.eval.on_overlong,
+                        accelerator=accelerator, progress=accelerator.is_main_process)
+        delimiter = get_task(config.eval_task).target_delimiter
+        test = score_mc(scorer, eval_data.test, target_delimiter=delimiter, desc=f"{config.forget_task}→{config.eval_task}: test")
+        fit = score_mc(scorer, forget_data.forget, target_delimiter=get_task(config.forget_task).target_delimiter,
+                       desc=f"{config.forget_task}: forget set")
+        if accelerator.is_main_process:
+            (run.dir / "stages" / "forgotten.safetensors").unlink(missing_ok=True)
+        acc_ft = reference["acc_finetuned"]
+        acc_test = accuracy([s.correct for s in test])
+        trained_on = METHODS.get(config.forget.method)(loss=config.forget.loss).relabel(forget_data.forget, config.seed)
+        return {
+            "experiment": config.experiment,
+            "run": run.id,
+            "forget_task": config.forget_task,
+            "eval_task": config.eval_task,
+            "source_run": config.source_run,
+            "reference_acc_finetuned": acc_ft,
+            "acc_eval_test": acc_test,
+            "acc_forget_train": accuracy([s.correct for s in fit]),
+            "acc_forget_train_labels": accuracy([s.pred == d.gold for s, d in zip(fit, trained_on)]),
+            "forget_ratio": forget_ratio(acc_ft, acc_test, flipped=config.forget.method == "flipped_label"),
+            "steps": payload["steps"],
+            "losses": payload["losses"],
+        }
+
+
+def _prepared(source: Path, task: str) -> PreparedTask:
+    saved = Run("", source, "finished").stage(f"{task}/data")
+    if saved is None:
+        raise FileNotFoundError(f"{source}: no prepared data for task {task!r}")
+    return PreparedTask.from_dict(saved)
+
+
+def _forget(config: CrossTaskCellConfig, run: Run, accelerator: Accelerator, model, tokenizer, data: PreparedTask) -> dict[str, Any]:
+    """Forget the forget task (resumable from checkpoints); keep the weights until the cell is scored."""
+    checkpoint = run.dir / "stages" / "forget-checkpoint"
+    result = train_stage(model, tokenizer, data.forget, config.forget.model_copy(update={"eval_every": 0}), seed=config.seed,
+                         accelerator=accelerator, checkpoint_dir=checkpoint, desc=f"{config.forget_task}→{config.eval_task}: forget")
+    payload = {"steps": result.steps, "losses": result.losses}
+    if accelerator.is_main_process:
+        weights = run.dir / "stages" / "forgotten.safetensors"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        save_file(trainable_state(model), str(weights.with_suffix(".tmp")))
+        weights.with_suffix(".tmp").replace(weights)
+        run.save_stage("forget", payload)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return payload
+
+
+EXPERIMENTS.register("cross_task")(CrossTask())
+EXPERIMENTS.register("cross_task_cell")(CrossTaskCell())

@@ -1,0 +1,127 @@
+"""Study A analyses wired into the pipeline, on a tiny random model: predictors, order, probes, cross-task sweep."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from forgetlab.analysis.order import first_crossing
+from forgetlab.config import build_config
+from forgetlab.experiments import run_experiment
+from forgetlab.models import load_model
+from forgetlab.scoring import Scorer
+from forgetlab.store import RunStore, read_jsonl
+
+BASE = {
+    "name": "tiny",
+    "model": {"name": "tiny-llama"},
+    "tasks": ["synth_compare", "synth_arith"],
+    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
+    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "eval_every": 2},
+    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2},
+    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
+    "analysis": {"probes": True, "probe_layers": [1, -1], "probe_cs": [0.1, 1.0], "layer": -1},
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    run = run_experiment(build_config(dict(BASE, experiment="forget_generalization")), root)
+    return run, json.loads((run.dir / "summary.json").read_text())
+
+
+def test_task_level_predictors_are_recorded_and_recomputable(study):
+    run, summary = study
+    task = summary["tasks"]["synth_compare"]
+    predictors = task["predictors"]
+    assert predictors["difficulty"] == task["acc_finetuned"]
+    assert predictors["hidden_layer"] == 2  # -1 on a 2-layer model
+    forget_pt = [e["confidence"] for e in read_jsonl(run.dir / "examples.jsonl")
+                 if e["task"] == "synth_compare" and e["stage"] == "pretrained" and e["split"] == "forget"]
+    assert predictors["confidence_pretrained"] == pytest.approx(np.mean(forget_pt))
+    # Independent recomputation of the variance from the saved fine-tuned weights.
+    data = json.loads((run.dir / "stages" / "synth_compare" / "data.json").read_text())
+    model, tokenizer = load_model("tiny-llama")
+    model.load_state_dict(load_file(str(run.dir / "stages" / "synth_compare" / "finetuned.safetensors")), strict=False)
+    prompts = [doc["contexts"][0] for doc in data["forget"]]
+    states = Scorer(model, tokenizer).hidden_states(prompts, [2])[2].astype(np.float64)
+    expected = float(np.cov(states, rowvar=False, ddof=1).trace())
+    assert predictors["hidden_variance"] == pytest.approx(expected, rel=1e-4)
+    assert set(task["item_predictors"]) == {"confidence_pretrained", "confidence_finetuned", "hidden_distance"}
+
+
+def test_across_task_correlations_cover_every_predictor(study):
+    _, summary = study
+    correlations = summary["analysis"]["correlations"]
+    assert set(correlations) >= {"difficulty", "confidence_pretrained", "confidence_finetuned", "hidden_variance"}
+    assert all(c["n"] == 2 and c["pearson_r"] is None for c in correlations.values())  # 2 tasks: undefined
+
+
+def test_order_steps_match_the_trajectories(study):
+    run, summary = study
+    order = summary["tasks"]["synth_arith"]["order"]
+    assert set(order) == {"forget", "test"}
+    rows = [e for e in read_jsonl(run.dir / "examples.jsonl") if e["task"] == "synth_arith" and e["split"] == "test"]
+    learn = {e["doc_id"]: [] for e in rows if e["stage"] == "finetune"}
+    forget = {e["doc_id"]: [] for e in rows if e["stage"] == "forget"}
+    for e in rows:
+        {"finetune": learn, "forget": forget}.get(e["stage"], {}).setdefault(e["doc_id"], []).append((e["step"], e["confidence"]))
+    expected = [[first_crossing(learn[i], 0.6, "up"), first_crossing(forget[i], 0.6, "down")] for i in sorted(learn)]
+    assert order["test"]["steps"] == expected
+    assert len(expected) == 6  # the trajectory test subset is scored in both stages
+    assert {e["step"] for e in rows if e["stage"] == "finetune"} == {0, 2, 4}
+
+
+def test_probes_sweep_the_asked_layers_for_each_model(study):
+    _, summary = study
+    probes = summary["tasks"]["synth_compare"]["probes"]
+    assert probes["layers"] == [1, 2]
+    for model in ("pretrained", "finetuned", "forgotten"):
+        assert set(probes[model]) == {"1", "2"}
+        for result in probes[model].values():
+            assert result["n_pairs"] == 24 and result["c"] in (0.1, 1.0)
+            assert 0.0 <= result["pair_acc"] <= 1.0
+
+
+def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
+    raw = dict(BASE, experiment="cross_task", analysis={"probes": False, "layer": 0.5})
+    sweep = run_experiment(build_config(raw), tmp_path)
+    summary = json.loads((sweep.dir / "summary.json").read_text())
+    matrix = summary["crosstask"]
+    tasks = summary["tasks"]
+    for b in tasks:
+        assert matrix["reference"][b] == tasks[b]["acc_finetuned"]
+        assert matrix["accuracy"][b][b] == tasks[b]["acc_forget_test"]
+    store = RunStore(tmp_path)
+    cell = store.find(summary["cells"]["synth_compare"]["synth_arith"])
+    cell_summary = cell.summary()
+    assert cell_summary["forget_task"] == "synth_compare" and cell_summary["eval_task"] == "synth_arith"
+    ref, acc = matrix["reference"]["synth_arith"], cell_summary["acc_eval_test"]
+    assert matrix["forget_ratio"]["synth_compare"]["synth_arith"] == pytest.approx((ref - acc) / (ref - 0.5))
+    assert not (cell.dir / "stages" / "forgotten.safetensors").exists()
+    assert sorted(matrix["row_order"]) == sorted(tasks)
+
+    # Kill the sweep after its cells: running again reuses every finished cell.
+    mtime = (cell.dir / "summary.json").stat().st_mtime_ns
+    (sweep.dir / "summary.json").unlink()
+    store.fail(sweep, "killed")
+    again = run_experiment(build_config(raw), tmp_path)
+    assert json.loads((again.dir / "summary.json").read_text())["crosstask"] == matrix
+    assert (cell.dir / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_cross_task_needs_two_tasks(tmp_path):
+    raw = dict(BASE, experiment="cross_task", tasks=["synth_compare"])
+    with pytest.raises(ValueError, match="at least two tasks"):
+        run_experiment(build_config(raw), tmp_path)
+
+
+def test_a_missing_analysis_layer_fails_before_training(tmp_path):
+    raw = dict(BASE, experiment="forget_generalization", tasks=["synth_compare"], analysis={"layer": -5})
+    with pytest.raises(ValueError, match="analysis.layer"):
+        run_experiment(build_config(raw), tmp_path)
+    run = RunStore(tmp_path).list()[0]
+    assert run["status"] == "failed"
+    assert not list((tmp_path / run["id"] / "stages" / "synth_compare").glob("finetune*"))
