@@ -102,6 +102,8 @@ def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
     assert matrix["forget_ratio"]["synth_compare"]["synth_arith"] == pytest.approx((ref - acc) / (ref - 0.5))
     assert not (cell.dir / "stages" / "forgotten.safetensors").exists()
     assert sorted(matrix["row_order"]) == sorted(tasks)
+    assert (sweep.dir / "report.html").is_file() and not (cell.dir / "report.html").exists()
+    assert (sweep.dir / "plots" / "synth_arith_forget_accuracy.png").is_file()  # the per-task trajectories
 
     # Kill the sweep after its cells: running again reuses every finished cell.
     mtime = (cell.dir / "summary.json").stat().st_mtime_ns

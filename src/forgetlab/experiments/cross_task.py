@@ -90,6 +90,8 @@ class CrossTask:
                 forget_fit[a][b] = cell_summary["acc_forget_train_labels"]
                 cells[a][b] = cell.id
         reference = {b: per_task[b]["acc_finetuned"] for b in names}
+        if accelerator.is_main_process and (base.dir / "plots").is_dir():
+            shutil.copytree(base.dir / "plots", run.dir / "plots", dirs_exist_ok=True)  # trajectories, for the report
         return {
             "experiment": config.experiment,
             "run": run.id,
