@@ -127,3 +127,26 @@ def test_a_missing_analysis_layer_fails_before_training(tmp_path):
     run = RunStore(tmp_path).list()[0]
     assert run["status"] == "failed"
     assert not list((tmp_path / run["id"] / "stages" / "synth_compare").glob("finetune*"))
+
+
+def test_variants_are_configuration_only(tmp_path):
+    """Flipped labels, another forget-set size and LoRA: the same pipeline and analyses, switched by config."""
+    raw = dict(
+        BASE,
+        experiment="forget_generalization",
+        tasks=["synth_compare"],
+        model={"name": "tiny-llama", "lora": {"r": 4}},
+        data=dict(BASE["data"], forget_size=12),
+        forget=dict(BASE["forget"], method="flipped_label"),
+        analysis={"layer": 0.5, "probes": True, "probe_layers": [1], "probe_cs": [1.0]},
+    )
+    run = run_experiment(build_config(raw), tmp_path)
+    task = json.loads((run.dir / "summary.json").read_text())["tasks"]["synth_compare"]
+    assert task["sizes"]["forget"] == 12
+    ft, f = task["acc_finetuned"], task["acc_forget_test"]
+    assert task["forget_ratio"] == pytest.approx((ft - f) / (2 * ft - 1))
+    # Flipped labels are always the wrong answer: accuracy on them is 1 − accuracy on the true labels.
+    assert task["acc_forget_train_labels"] == pytest.approx(1 - task["acc_forget_train"])
+    saved = load_file(str(run.dir / "stages" / "synth_compare" / "forgotten.safetensors"))
+    assert saved and all("lora_" in name for name in saved)
+    assert task["predictors"]["hidden_layer"] == 1 and set(task["probes"]["forgotten"]) == {"1"}
