@@ -252,6 +252,14 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().contiguous().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write tensors to a safetensors file atomically (a killed run never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)
+
+
 def _save_checkpoint(
     directory: Path, accelerator: Accelerator, wrapped: torch.nn.Module, optimizer: Any, scheduler: Any, result: StageResult
 ) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from accelerate import Accelerator
 from pydantic import Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forgetlab.analysis.crosstask import crosstask_summary
 from forgetlab.config import EXPERIMENT_CONFIGS, EvalSpec, ExperimentConfig, ForgetGeneralizationConfig, ForgetSpec
@@ -31,7 +31,7 @@ from forgetlab.metrics.forgetting import accuracy, forget_ratio
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, score_mc
 from forgetlab.store import Run
-from forgetlab.train import train_stage, trainable_state
+from forgetlab.train import save_state, train_stage, trainable_state
 
 
 class CrossTaskConfig(ForgetGeneralizationConfig):
@@ -182,10 +182,7 @@ def _forget(config: CrossTaskCellConfig, run: Run, accelerator: Accelerator, mod
                          accelerator=accelerator, checkpoint_dir=checkpoint, desc=f"{config.forget_task}→{config.eval_task}: forget")
     payload = {"steps": result.steps, "losses": result.losses}
     if accelerator.is_main_process:
-        weights = run.dir / "stages" / "forgotten.safetensors"
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        save_file(trainable_state(model), str(weights.with_suffix(".tmp")))
-        weights.with_suffix(".tmp").replace(weights)
+        save_state(trainable_state(model), run.dir / "stages" / "forgotten.safetensors")
         run.save_stage("forget", payload)
         shutil.rmtree(checkpoint, ignore_errors=True)
     accelerator.wait_for_everyone()

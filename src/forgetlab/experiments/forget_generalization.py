@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forgetlab.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.data.prepare import PreparedTask, prepare_task
@@ -31,7 +31,7 @@ from forgetlab.models import load_model
 from forgetlab.report.plots import plot_trajectories
 from forgetlab.scoring import MCScore, Scorer, score_mc
 from forgetlab.store import Run
-from forgetlab.train import train_stage, trainable_state
+from forgetlab.train import save_state, train_stage, trainable_state
 
 STAGES = ("pretrained", "finetune", "finetuned", "forget", "forgotten", "analysis")
 
@@ -162,11 +162,7 @@ class TaskRunner:
     def _save_weights(self, stage: str, checkpoint: Path) -> None:
         """Keep the trained weights of a finished stage; its resumable checkpoint is no longer needed."""
         if self.acc.is_main_process:
-            path = self._weights_path(stage)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file(trainable_state(self.model), str(tmp))
-            tmp.replace(path)
+            save_state(trainable_state(self.model), self._weights_path(stage))
             shutil.rmtree(checkpoint, ignore_errors=True)
         self.acc.wait_for_everyone()
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from pydantic import Field, field_validator, model_validator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Spec
 from forgetlab.data.canaries import (
@@ -83,7 +83,7 @@ from forgetlab.scratch import (
     train_bpe_tokenizer,
 )
 from forgetlab.store import Run
-from forgetlab.train import DivergenceError, EncodedItem, train_items, trainable_state
+from forgetlab.train import DivergenceError, EncodedItem, save_state, train_items, trainable_state
 
 StopRule = Literal["exposure_baseline", "genex_zero"]
 SCRATCH = "scratch"
@@ -616,10 +616,7 @@ class StudyBRunner:
     def _save_weights(self, role: str) -> None:
         if self.acc.is_main_process:
             path = self._weights_path(role)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file(trainable_state(self.model), str(tmp))
-            tmp.replace(path)
+            save_state(trainable_state(self.model), path)
             shutil.rmtree(path.with_suffix(".checkpoint"), ignore_errors=True)
         self.acc.wait_for_everyone()
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from pydantic import Field, model_validator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Spec
 from forgetlab.experiments.base import EXPERIMENTS
@@ -56,7 +56,7 @@ from forgetlab.metrics.mia import ATTACKS, TPR_AT, attack_scores, evaluate_attac
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.store import Run, atomic_write_json
 from forgetlab.scoring import Scorer, TokenScores, encode_pair
-from forgetlab.train import EncodedItem, train_items, trainable_state
+from forgetlab.train import EncodedItem, save_state, train_items, trainable_state
 
 SET_ORDER = ("forget", "holdout", "retain", "utility")
 SET_METRICS = ("loss", "token_acc", "n")
@@ -580,9 +580,7 @@ class Evaluator:
         if self.runner.acc.is_main_process and self.config.save_models:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
             path = self.weights_dir / f"selected-step{step}.safetensors"
-            tmp = path.with_suffix(".tmp")
-            save_file(self.runner.weights_state(), str(tmp))
-            tmp.replace(path)
+            save_state(self.runner.weights_state(), path)
             for old in self.weights_dir.glob("selected-step*.safetensors"):
                 if old != path:
                     old.unlink()
@@ -675,10 +673,7 @@ class UnlearnRunner:
 
     def _save(self, path: Path) -> None:
         if self.acc.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file(self.weights_state(), str(tmp))
-            tmp.replace(path)
+            save_state(self.weights_state(), path)
         self.acc.wait_for_everyone()
 
     def weights_state(self) -> dict[str, torch.Tensor]:
