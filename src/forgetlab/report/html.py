@@ -545,6 +545,5 @@ def write_report(run_dir: Path) -> Path:
     trajectories = [(p.name, p.read_bytes()) for p in sorted((run_dir / "plots").glob("*.png"))] if (run_dir / "plots").is_dir() else []
 
     path = run_dir / "report.html"
-    atomic_write_text(path, build_html(run_dir, summary, config_text, images, trajectories))
-    path.chmod(0o644)  # atomic_write_text's temporary file is 0600; a report is for reading
+    atomic_write_text(path, build_html(run_dir, summary, config_text, images, trajectories), mode=0o644)
     return path

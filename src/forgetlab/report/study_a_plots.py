@@ -18,9 +18,7 @@ import hashlib
 from collections import Counter
 import io
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -31,6 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from forgetlab.store import atomic_write_bytes  # noqa: E402
 
 CHANCE = 0.5
 ACCURACIES = (
@@ -43,22 +43,6 @@ PROBE_MODELS = ("pretrained", "finetuned", "forgotten")
 MODEL_COLOURS = {"pretrained": "tab:blue", "finetuned": "tab:green", "forgotten": "tab:red"}
 MODEL_MARKERS = {"pretrained": "o", "finetuned": "s", "forgotten": "^"}
 NOT_PREDICTORS = ("hidden_layer",)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def slug(name: str) -> str:
@@ -79,7 +63,7 @@ def _save(fig: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), mode=0o644)  # a report is for reading
     return path
 
 
