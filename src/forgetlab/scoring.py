@@ -336,6 +336,12 @@ def _unwrap(model: Any) -> Any:
     return model
 
 
+def num_hidden_layers(model: Any) -> int:
+    """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
+    config = _unwrap(model).config
+    return int((getattr(config, "text_config", None) or config).num_hidden_layers)
+
+
 def _forward_params(model: Any) -> set[str]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(inspect.signature(base.forward).parameters)
@@ -461,7 +467,7 @@ class Scorer:
         ``tok_encode``; over-long texts follow ``on_overlong`` (truncate keeps the last tokens).
         """
         config = _unwrap(self.model).config
-        n_states = int((getattr(config, "text_config", None) or config).num_hidden_layers) + 1
+        n_states = num_hidden_layers(self.model) + 1
         index = {}
         for layer in layers:
             if not -n_states <= layer < n_states:

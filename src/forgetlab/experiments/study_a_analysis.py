@@ -32,7 +32,7 @@ from forgetlab.analysis.probes import layer_sweep
 from forgetlab.config import AnalysisSpec
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.types import MCDoc
-from forgetlab.scoring import Scorer
+from forgetlab.scoring import Scorer, num_hidden_layers
 
 #: Which stage's final scores describe each model.
 MODEL_STAGES = {"pretrained": "pretrained", "finetuned": "finetuned", "forgotten": "forgotten"}
@@ -57,15 +57,9 @@ def pair_texts(docs: Sequence[MCDoc]) -> tuple[list[str], list[int], list[str]]:
     return texts, labels, questions
 
 
-def num_layers(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None) or model.base_model.config
-    config = getattr(config, "text_config", None) or config
-    return int(config.num_hidden_layers)
-
-
 def check_layers(spec: AnalysisSpec, model: torch.nn.Module) -> None:
     """Fail before any training when an analysis layer does not exist in this model."""
-    depth = num_layers(model)
+    depth = num_hidden_layers(model)
     if spec.predictors:
         resolve_layer(spec.layer, depth)
     if spec.probes:
@@ -142,7 +136,7 @@ def predictor_analysis(
     test_ids = [d.doc_id for d in data.test]
     for model_stage, key in (("pretrained", "hidden_variance_pretrained"), ("finetuned", "hidden_variance")):
         scorer = scorer_for(model_stage)
-        layer = resolve_layer(spec.layer, num_layers(scorer.model))
+        layer = resolve_layer(spec.layer, num_hidden_layers(scorer.model))
         states = scorer.hidden_states([prompt_text(d) for d in data.forget + data.test], [layer])[layer]
         predictors[key] = total_variance(states[: len(data.forget)])
         if model_stage == "finetuned":
@@ -178,7 +172,7 @@ def probe_analysis(spec: AnalysisSpec, data: PreparedTask, scorer_for: ScorerFor
     out: dict[str, Any] = {}
     for model_stage in MODEL_STAGES:
         scorer = scorer_for(model_stage)
-        depth = num_layers(scorer.model)
+        depth = num_hidden_layers(scorer.model)
         layers = sorted({resolve_layer(l, depth) for l in (spec.probe_layers or range(1, depth + 1))})
         states = {name: scorer.hidden_states(texts, layers) for name, (texts, _, _) in encoded.items()}
         features = {layer: (states["train"][layer], states["val"][layer], states["test"][layer]) for layer in layers}
