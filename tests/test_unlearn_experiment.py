@@ -18,13 +18,7 @@ COLOURS = ("red", "blue", "green", "tall", "small", "old")
 TEXTS = [f"Item {i}: the {COLOURS[i % 6]} fox number {i * 7} jumps over {i % 5} logs." for i in range(80)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def raw_config(method="gradient_ascent", **forget):

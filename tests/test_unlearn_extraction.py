@@ -7,13 +7,7 @@ import torch
 from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_array_metrics_by_hand():

@@ -25,13 +25,7 @@ from forgetlab.models import byte_tokenizer
 from forgetlab.scoring import Scorer, TokenScores
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread than on two contended ones (a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scores(seed, n_members, n_nonmembers, ties):
