@@ -125,6 +125,11 @@ class Run:
         atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
         atomic_write_text(self.dir / "examples.jsonl", "".join(json.dumps(e) + "\n" for e in examples))
 
+    def save_timings(self, timings: dict[str, Any]) -> None:
+        """Wall-clock seconds of the run's parts, kept in ``timings.json`` apart from ``summary.json``
+        so that identical runs have byte-identical results."""
+        atomic_write_json(self.dir / "timings.json", timings)
+
     def summary(self) -> dict[str, Any] | None:
         path = self.dir / "summary.json"
         return json.loads(path.read_text()) if path.is_file() else None
