@@ -6,6 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from forgetlab.cli import app
+from forgetlab.store import RunStore
 from tests.test_experiment import RAW
 
 runner = CliRunner()
@@ -43,6 +44,8 @@ def test_bad_inputs_exit_with_one_error(tmp_path):
     _fails(["run", str(_recipe(tmp_path)), "--set", "forget.lrr=1", *runs], "field 'forget.lrr'")
     _fails(["run", str(_recipe(tmp_path, model={"name": "/no/such/model/dir"})), *runs], "/no/such/model/dir")
     _fails(["run", str(_recipe(tmp_path)), "--set", "forget.method=nomethod", *runs], "unknown method 'nomethod'")
+    _fails(["show", "missing", *runs], "not a runs directory")
+    RunStore(tmp_path / "runs")
     _fails(["show", "missing", *runs], "expected one match")
 
 

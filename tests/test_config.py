@@ -39,19 +39,12 @@ def test_bad_configs_name_the_field(raw, fragment):
         build_config(raw, origin="recipe.yaml")
 
 
-def test_fingerprint_changes_with_results_relevant_fields():
-    a = build_config(BASE)
-    b = build_config(apply_overrides(BASE, ["forget.lr=2e-4"]))
-    assert a.fingerprint() == build_config(BASE).fingerprint()
-    assert a.fingerprint() != b.fingerprint()
-
-
 def test_load_config_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("experiment: forget_generalization\ntasks: [boolq]\nseed: [1\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml line 4 column 1: not valid YAML"):
         load_config(bad)
     good = tmp_path / "good.yaml"
     good.write_text("experiment: forget_generalization\ntasks: [boolq]\n")

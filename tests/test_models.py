@@ -42,10 +42,37 @@ def test_hub_ids_go_to_from_pretrained_with_safe_defaults(tmp_path, monkeypatch)
 
     monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", fake_model)
     monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", lambda name, **kw: real_tok(tmp_path, **kw))
+    monkeypatch.setattr(models, "hub_reachable", lambda: True)  # online
     load_model(ModelSpec(name="someone/some-model", revision="v1"))
     name, kwargs = seen[0]
     assert name == "someone/some-model"
     assert kwargs["use_safetensors"] is True and kwargs["trust_remote_code"] is False and kwargs["revision"] == "v1"
+    assert "local_files_only" not in kwargs
+
+    # Offline with the model in the Hugging Face cache: read from the cache, no network attempt.
+    seen.clear()
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    monkeypatch.setattr(models, "_in_hub_cache", lambda name, revision: True)
+    load_model(ModelSpec(name="someone/some-model"))
+    assert seen[0][1]["local_files_only"] is True
+
+
+def test_unknown_hub_id_fails_fast_when_offline(monkeypatch):
+    """Named at once, without handing the name to transformers (whose retries take about a minute offline)."""
+
+    def never(*args, **kwargs):
+        raise AssertionError("transformers must not be asked for a model that cannot be found")
+
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", never)
+    monkeypatch.setattr(models.AutoConfig, "from_pretrained", never)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models.hub_reachable.cache_clear()
+    try:
+        for load in (load_model, models.model_config):
+            with pytest.raises(ValueError, match=r"model.name: 'nobody/no-such-model' is not .* not in the Hugging Face cache"):
+                load(ModelSpec(name="nobody/no-such-model"))
+    finally:
+        models.hub_reachable.cache_clear()
 
 
 def test_bad_model_names_are_clear(tmp_path):

@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from forgetlab.cli import app
+from forgetlab.store import RunStore
 from forgetlab.report.html import key_of, split_key, write_report
 
 runner = CliRunner()
@@ -396,10 +397,9 @@ def _catalog(root: Path, run_dir: Path, summary: dict[str, Any], status: str = "
     from forgetlab.store import RunStore
 
     store = RunStore(root)
-    with store._connect() as db:
+    with store._db() as db:
         db.execute("INSERT INTO runs (id, name, experiment, fingerprint, status, created, updated, dir, summary) VALUES (?,?,?,?,?,?,?,?,?)",
-                   (summary["run"], "x", summary["experiment"], "f", status, "2025-01-01", "2025-01-01", str(run_dir.resolve()), json.dumps(summary)))
-    db.close()
+                   (summary["run"], "x", summary["experiment"], "f", status, "2025-01-01", "2025-01-01", run_dir.name, json.dumps(summary)))
 
 
 def test_cli_report_by_catalog_id_and_prefix(tmp_path):
@@ -416,6 +416,9 @@ def test_cli_report_by_catalog_id_and_prefix(tmp_path):
 
 def test_cli_report_errors(tmp_path):
     runs = tmp_path / "runs"
+    result = runner.invoke(app, ["report", "missing", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "not a runs directory" in " ".join(result.output.split())
+    RunStore(runs)
     result = runner.invoke(app, ["report", "missing", "--runs-dir", str(runs)])
     assert result.exit_code == 2
     assert "expected one match" in " ".join(result.output.split())

@@ -1,25 +1,29 @@
 import json
+import shutil
 
 import pytest
 
 from forgetlab.config import build_config
-from forgetlab.store import RunStore, atomic_write_json, read_jsonl
+from forgetlab.store import RunLocked, RunStore, StoreError, atomic_write_json, read_jsonl, remove_temporaries
 
 CONFIG = build_config({"experiment": "forget_generalization", "name": "demo", "tasks": ["boolq"]})
+FINGERPRINT = "ab" * 32
+RECORD = {"config": CONFIG.model_dump(mode="json"), "world_size": 2, "command": "forgetlab run x"}
 
 
 def test_open_finish_and_find(tmp_path):
     store = RunStore(tmp_path)
-    run = store.open(CONFIG, world_size=2, command="forgetlab run x")
-    assert run.id.startswith("demo-") and run.status == "running"
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
+    assert run.id == "demo-abababababab" and run.status == "running"
     resolved = (run.dir / "config.yaml").read_text()
-    assert "world_size: 2" in resolved and "torch:" in resolved and "seed: 0" in resolved
+    assert "world_size: 2" in resolved and f"fingerprint: {FINGERPRINT}" in resolved
     run.save_stage("boolq/pretrained", {"metrics": [{"metric": "acc", "value": 0.5}], "examples": [{"doc_id": "a"}]})
     run.save_stage("boolq/finetuned", {"metrics": [{"metric": "acc", "value": 0.7}], "examples": []})
     assert [m["value"] for m in read_jsonl(run.dir / "metrics.jsonl")] == [0.5, 0.7]
     store.finish(run, {"tasks": {}})
-    again = store.open(CONFIG)
-    assert again.finished and again.dir == run.dir.resolve()
+    run.release()
+    again = store.open(CONFIG, FINGERPRINT, RECORD)
+    assert again.finished and again.dir == run.dir
     assert store.find(run.id[:8]).id == run.id
     assert store.find(str(run.dir)).id == run.id
     assert [r["status"] for r in store.list()] == ["finished"]
@@ -27,16 +31,84 @@ def test_open_finish_and_find(tmp_path):
 
 def test_failed_run_keeps_stages_and_reopens(tmp_path):
     store = RunStore(tmp_path)
-    run = store.open(CONFIG)
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
     run.save_stage("boolq/data", {"x": 1})
-    store.fail(run, "boom")
-    reopened = store.open(CONFIG)
+    store.fail(run, "ValueError: boom")
+    run.release()
+    assert store.find(run.id).error == "ValueError: boom"
+    reopened = store.open(CONFIG, FINGERPRINT, RECORD)
     assert reopened.status == "running" and reopened.stage("boolq/data") == {"x": 1}
 
 
-def test_find_errors(tmp_path):
+def test_a_second_open_of_a_running_run_is_refused_with_its_holder(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
+    with pytest.raises(RunLocked, match=r"run demo-abababababab is already running \(pid \d+ on host .+\)"):
+        RunStore(tmp_path).open(CONFIG, FINGERPRINT, RECORD)
+    assert store.list()[0]["status"] == "running"  # its lock is held: not reconciled away
+    run.release()
+    assert store.list()[0]["status"] == "interrupted"  # nobody holds it and it did not finish
+
+
+def test_catalog_follows_the_disk(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
+    store.finish(run, {"tasks": {}})
+    run.release()
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "runs", moved)
+    found = RunStore(moved).find(run.id)
+    assert found.dir == moved / run.id and found.finished  # paths are relative to the runs directory
+    shutil.rmtree(moved / run.id)
+    assert RunStore(moved).list()[0]["status"] == "missing"
+    assert RunStore(moved).open(CONFIG, FINGERPRINT, RECORD).status == "running"  # a missing run is redone
+
+
+def test_find_takes_prefixes_literally(tmp_path):
+    store = RunStore(tmp_path)
+    for name in ("a_b", "axb"):
+        config = CONFIG.model_copy(update={"name": name})
+        store.open(config, FINGERPRINT, RECORD).release()
+    assert store.find("a_b").id == "a_b-abababababab"  # '_' is not a wildcard
+    with pytest.raises(KeyError, match="found none"):
+        store.find("a%")
     with pytest.raises(KeyError, match="expected one match"):
-        RunStore(tmp_path).find("nothing")
+        store.find("nothing")
+
+
+def test_reading_never_creates_a_runs_directory(tmp_path):
+    with pytest.raises(StoreError, match="not a runs directory"):
+        RunStore(tmp_path / "typo", create=False)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_damaged_catalog_and_summary_are_named(tmp_path):
+    (tmp_path / "catalog.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"catalog.sqlite: file is not a database; .*move it aside"):
+        RunStore(tmp_path)
+    store = RunStore(tmp_path / "ok")
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
+    store.finish(run, {"tasks": {}})
+    (run.dir / "summary.json").write_text('{"tasks": ')
+    with pytest.raises(StoreError, match=r"summary.json: damaged, not valid JSON"):
+        run.summary()
+
+
+def test_paths_outside_the_run_directory_are_refused(tmp_path):
+    run = RunStore(tmp_path).open(CONFIG, FINGERPRINT, RECORD)
+    with pytest.raises(ValueError, match="outside the run directory"):
+        run.save_stage("../../escape", {})
+    assert not (tmp_path.parent / "escape.json").exists()
+
+
+def test_remove_temporaries_leaves_real_files(tmp_path):
+    (tmp_path / "stages" / "t" / "forget-checkpoint.tmp").mkdir(parents=True)
+    (tmp_path / "stages" / "t" / "forget-checkpoint.tmp" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "stages" / "t" / "finetuned.safetensors.tmp").write_bytes(b"x")
+    (tmp_path / "stages" / "t" / "finetuned.safetensors").write_bytes(b"x")
+    (tmp_path / ".summary.json.k3j2.tmp").write_text("{")
+    assert remove_temporaries(tmp_path) == 3
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["finetuned.safetensors"]
 
 
 def test_atomic_json_refuses_nan(tmp_path):

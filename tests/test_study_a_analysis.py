@@ -120,13 +120,14 @@ def test_cross_task_needs_two_tasks(tmp_path):
         run_experiment(build_config(raw), tmp_path)
 
 
-def test_a_missing_analysis_layer_fails_before_training(tmp_path):
+def test_a_missing_analysis_layer_fails_before_the_run_opens(tmp_path):
     raw = dict(BASE, experiment="forget_generalization", tasks=["synth_compare"], analysis={"layer": -5})
     with pytest.raises(ValueError, match="analysis.layer"):
         run_experiment(build_config(raw), tmp_path)
-    run = RunStore(tmp_path).list()[0]
-    assert run["status"] == "failed"
-    assert not list((tmp_path / run["id"] / "stages" / "synth_compare").glob("finetune*"))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no catalog row, no run directory
+    probes = dict(raw, analysis={"layer": -1, "probes": True, "probe_layers": [1, 7]})
+    with pytest.raises(ValueError, match=r"analysis.probe_layers: .* got 7"):
+        run_experiment(build_config(probes), tmp_path)
 
 
 def test_variants_are_configuration_only(tmp_path):

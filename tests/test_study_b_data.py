@@ -19,6 +19,7 @@ from forgetlab.data.canaries import (
 )
 from forgetlab.data.corpus import (
     CORPORA,
+    CorpusSource,
     TRANSLATION_PREFIX,
     CorpusSpec,
     Pair,
@@ -32,10 +33,11 @@ from forgetlab.train import micro_batches
 
 if "test_study_b_qa" not in CORPORA:
 
-    @CORPORA.register("test_study_b_qa")
     def _qa(spec: CorpusSpec):
         rows = [(f"What is {i} plus {i}?", str(2 * i)) for i in range(30)]
         return {"train": rows[:20], "validation": rows[20:25], "test": rows[25:]}
+
+    CORPORA.register("test_study_b_qa")(CorpusSource(read=_qa))
 
 
 def _secrets(sets):

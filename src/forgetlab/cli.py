@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Make language models forget, and measure whether they did.")
@@ -41,10 +44,66 @@ def resolve_recipe(config: str) -> Path:
     raise FileNotFoundError(f"config {config!r}: no such file, and not a built-in recipe ({', '.join(sorted(recipes))})")
 
 
-def _fail(error: BaseException) -> None:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+EXIT_BAD_INPUT = 2  # a user error: bad config, data, name, runs directory ...
+EXIT_LOCKED = 75  # another process is running the same run (EX_TEMPFAIL: try again later, or --wait)
+EXIT_INTERNAL = 1  # a bug in forgetlab: one line here, the traceback with --debug
+
+
+class _Options:
+    debug = False
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
+    """Make language models forget, and measure whether they did."""
+    _Options.debug = debug or os.environ.get("FORGETLAB_DEBUG", "") not in ("", "0")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _message(error: BaseException) -> str:
+    from forgetlab.store import describe_os_error
+
+    if isinstance(error, KeyError) and error.args:
+        return _one_line(error.args[0])
+    if isinstance(error, OSError) and error.filename:
+        return _one_line(describe_os_error(error))
+    return _one_line(str(error)) or type(error).__name__
+
+
+def _exit(code: int, message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """One line and a distinct exit code for every error (the traceback only with --debug)."""
+    from forgetlab.store import RunLocked, StoreError
+    from forgetlab.train import DivergenceError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt as error:
+        if _Options.debug:
+            raise
+        signum = int(getattr(error, "signum", signal.SIGINT))
+        err.print(f"interrupted ({signal.Signals(signum).name}): finished work is kept; run the same command again to resume")
+        raise typer.Exit(code=128 + signum) from None
+    except RunLocked as error:
+        _exit(EXIT_LOCKED, _message(error))
+    except (ValueError, KeyError, OSError, StoreError, DivergenceError) as error:
+        if _Options.debug:
+            raise
+        _exit(EXIT_BAD_INPUT, _message(error))
+    except Exception as error:  # noqa: BLE001  (a bug: say it in one line, keep the traceback for --debug)
+        if _Options.debug:
+            raise
+        _exit(EXIT_INTERNAL, f"internal error: {type(error).__name__}: {_message(error)} (run `forgetlab --debug ...` for the traceback)")
 
 
 @app.command()
@@ -52,19 +111,20 @@ def run(
     config: str = typer.Argument(DEFAULT_RECIPE, help="YAML recipe, or the name of a built-in one"),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="override a key: --set forget.lr=1e-4"),
     runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
+    wait: bool = typer.Option(False, "--wait", help="if another process is running this run, wait for it instead of exiting"),
 ) -> None:
-    """Run a recipe (or find its finished run, or resume it); the last line printed is the run directory."""
+    """Run a recipe (or find its finished run, or resume it); the last line printed is the run directory.
+
+    Exit codes: 0 done, 2 bad input, 75 the run is already running elsewhere, 130/143 interrupted, 1 a bug.
+    """
     from forgetlab.config import load_config
     from forgetlab.experiments import run_experiment
-    from forgetlab.train import DivergenceError
+    from forgetlab.interrupt import handle_sigterm
 
-    try:
+    with _errors(), handle_sigterm():
         cfg = load_config(resolve_recipe(config), set_ or [])
-        finished = run_experiment(cfg, runs_dir or runs_dir_default(), command=shlex.join(sys.argv))
-    except (ValueError, KeyError, FileNotFoundError, DivergenceError, OSError) as error:
-        _fail(error)
-        return
-    summary = finished.summary() or {}
+        finished = run_experiment(cfg, runs_dir or runs_dir_default(), command=shlex.join(sys.argv), wait=wait)
+        summary = finished.summary() or {}
     _print_task_table(summary)
     _print_crosstask(summary)
     print(finished.dir.resolve())
@@ -105,29 +165,30 @@ def _fmt(value: object) -> str:
 
 @app.command("list")
 def list_runs(runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
-    """The runs in the catalog."""
+    """The runs in the catalog (statuses checked against the disk: interrupted, missing)."""
     from forgetlab.store import RunStore
 
+    with _errors():
+        rows = RunStore(runs_dir or runs_dir_default(), create=False).list()
     table = Table()
     for column in ("id", "experiment", "status", "updated"):
         table.add_column(column)
-    for row in RunStore(runs_dir or runs_dir_default()).list():
+    for row in rows:
         table.add_row(row["id"], row["experiment"], row["status"], row["updated"])
     out.print(table)
 
 
 @app.command()
 def show(run_id: str, runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
-    """One run: its status, directory and summary."""
+    """One run: its status, directory and summary (or the error that stopped it)."""
     from forgetlab.store import RunStore
 
-    try:
-        found = RunStore(runs_dir or runs_dir_default()).find(run_id)
-    except KeyError as error:
-        _fail(error)
-        return
-    out.print(f"[bold]{found.id}[/] ({found.status})  {found.dir}")
-    summary = found.summary()
+    with _errors():
+        found = RunStore(runs_dir or runs_dir_default(), create=False).find(run_id)
+        summary = found.summary() if found.status == "finished" else None
+    out.print(f"{found.id} ({found.status})  {found.dir}", highlight=False, markup=False)
+    if found.error:
+        out.print(f"error: {found.error}", highlight=False, markup=False, soft_wrap=True)
     if summary:
         _print_task_table(summary)
         out.print_json(json.dumps(summary))
@@ -143,15 +204,12 @@ def report(
     from forgetlab.store import RunStore
 
     path = Path(run_key)
-    try:
+    with _errors():
         if (path / "config.yaml").is_file() and (path / "summary.json").is_file():
             run_dir = path
         else:
-            run_dir = RunStore(runs_dir or runs_dir_default()).find(run_key).dir
+            run_dir = RunStore(runs_dir or runs_dir_default(), create=False).find(run_key).dir
         html_path = write_report(run_dir)
-    except (KeyError, ValueError, FileNotFoundError, OSError) as error:
-        _fail(error)
-        return
     print(html_path.resolve())
 
 
@@ -179,7 +237,7 @@ def models() -> None:
     from forgetlab.models import MODEL_ALIASES
 
     for name in MODEL_ALIASES.names():
-        out.print(f"{name}: {(MODEL_ALIASES.get(name).__doc__ or '').strip()}")
+        out.print(f"{name}: {MODEL_ALIASES.get(name).doc}")
 
 
 @app.command()

@@ -7,13 +7,12 @@ Unknown keys are errors. Every experiment registers its config class in ``EXPERI
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forgetlab.models import ModelSpec
 
@@ -23,9 +22,9 @@ class ConfigError(ValueError):
 
 
 class Spec(BaseModel):
-    """Base of every config section: unknown keys are rejected."""
+    """Base of every config section: unknown keys and non-finite numbers (nan, inf) are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TaskRef(Spec):
@@ -124,18 +123,33 @@ class AnalysisSpec(Spec):
     probe_test_size: int | None = Field(None, ge=1, description="test items for the probes (default: the whole test split)")
 
 
+#: Run names: they become directory names, so no separators, no leading dot, nothing outside this set.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_SEED = 2**32 - 1
+
+
+def check_run_name(value: str, field: str = "name") -> str:
+    """``value`` if it is a safe run name or id (letters, digits, ``_ . -``; no ``..``), else ValueError."""
+    if not isinstance(value, str) or not RUN_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{field} {value!r} is not a safe run name: use 1-100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit, without '..'"
+        )
+    return value
+
+
 class ExperimentConfig(Spec):
     """Fields every experiment has."""
 
     experiment: str
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", description="the run's name: its id is <name>-<12 hex digits of its identity>")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description=f"seeds every random choice (0 to {MAX_SEED})")
     model: ModelSpec = Field(default_factory=ModelSpec)
 
-    def fingerprint(self) -> str:
-        """A stable hash of everything that changes results."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_run_name(value, "run name")
 
 
 class ForgetGeneralizationConfig(ExperimentConfig):
@@ -181,7 +195,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, raw = item.split("=", 1)
     if not key.strip():
         raise ConfigError(f"override {item!r}: empty key")
-    return key.strip().split("."), yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as error:
+        problem = " ".join(str(getattr(error, "problem", "") or error).split())
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem})") from None
+    return key.strip().split("."), value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -192,23 +211,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         node: Any = data
         for part in path[:-1]:
             if isinstance(node, list):
-                node = node[_index(part, item)]
+                node = node[_index(node, part, item)]
             else:
                 node = node.setdefault(part, {})
-                if not isinstance(node, (dict, list)):
-                    raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
         if isinstance(node, list):
-            node[_index(path[-1], item)] = value
+            node[_index(node, path[-1], item)] = value
         else:
             node[path[-1]] = value
     return data
 
 
-def _index(part: str, item: str) -> int:
+def _index(node: list[Any], part: str, item: str) -> int:
     try:
-        return int(part)
+        index = int(part)
     except ValueError:
         raise ConfigError(f"override {item!r}: {part!r} indexes a list and must be a number") from None
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"override {item!r}: index {index} is out of range: the list has {len(node)} item(s)")
+    return index
 
 
 def build_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
@@ -236,7 +258,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(error, "problem", "") or error).split())
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     return build_config(apply_overrides(raw, overrides or []), origin=str(path))

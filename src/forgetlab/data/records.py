@@ -8,9 +8,14 @@ in every error message.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
+
+# CSV cells may hold whole documents (MUSE books); Python's default limit is 128 KiB per cell.
+CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class Record(NamedTuple):
@@ -33,10 +38,30 @@ def require(row: dict[str, Any], field: str, origin: str) -> Any:
     return row[field]
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content (a BOM dropped; gzip files unpacked); bytes that are not UTF-8 raise a
+    ValueError naming the file, the line and the column."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        bad = raw[error.start : error.end].hex(" ")
+        raise data_error(f"{path} line {line}", f"not UTF-8 text (byte(s) {bad} at column {column})") from None
+
+
+def open_text(path: str | Path, *, newline: str | None = None) -> io.StringIO:
+    """:func:`read_text` as a file object (``newline=""`` for the csv module, else universal newlines)."""
+    text = read_text(path)
+    return io.StringIO(text if newline == "" else text.replace("\r\n", "\n").replace("\r", "\n"), newline="")
+
+
 def read_jsonl(path: Path) -> list[Record]:
     """Rows of a JSON-lines file (blank lines skipped); origin ``"<path> line <n>"``."""
     records = []
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -53,7 +78,7 @@ def read_jsonl(path: Path) -> list[Record]:
 
 def read_json(path: Path) -> list[Record]:
     """Rows of a JSON file: an array of objects, an object with a ``data`` array, or JSON lines."""
-    text = Path(path).read_text(encoding="utf-8-sig")
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -74,13 +99,17 @@ def read_json(path: Path) -> list[Record]:
 def read_delimited(path: Path, delimiter: str) -> list[Record]:
     """Rows of a CSV/TSV file with a header line (standard quoting); cells stay strings."""
     records = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    with open_text(path, newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
-        for row in reader:
-            origin = f"{path} line {reader.line_num}"
-            if None in row:
-                raise data_error(origin, f"more cells than the {len(reader.fieldnames or [])} header columns")
-            records.append(Record(dict(row), origin))
+        try:
+            for row in reader:
+                origin = f"{path} line {reader.line_num}"
+                if None in row:
+                    raise data_error(origin, f"more cells than the {len(reader.fieldnames or [])} header columns")
+                records.append(Record(dict(row), origin))
+        except csv.Error as error:  # raised before the line it is about is counted
+            raise data_error(f"{path} line {reader.line_num + 1}", f"not valid {'TSV' if delimiter == chr(9) else 'CSV'}: {error}") from None
     return records
 
 
@@ -92,28 +121,32 @@ def read_parquet(path: Path) -> list[Record]:
     return [Record(row, f"{path} row {i}") for i, row in enumerate(rows)]
 
 
+READERS = {
+    ".jsonl": read_jsonl,
+    ".json": read_json,
+    ".tsv": lambda path: read_delimited(path, "\t"),
+    ".csv": lambda path: read_delimited(path, ","),
+    ".parquet": read_parquet,
+}
+
+
 def read_table_file(path: str | Path) -> list[Record]:
     """Rows of a jsonl/json/tsv/csv/parquet file, chosen by its extension."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return read_jsonl(path)
-    if suffix == ".json":
-        return read_json(path)
-    if suffix == ".tsv":
-        return read_delimited(path, "\t")
-    if suffix == ".csv":
-        return read_delimited(path, ",")
-    if suffix == ".parquet":
-        return read_parquet(path)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .tsv, .csv or .parquet")
+    if suffix not in READERS:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .tsv, .csv or .parquet")
+    records = READERS[suffix](path)
+    if not records:
+        raise data_error(str(path), "no rows: the file is empty")
+    return records
 
 
 def read_lines(path: Path) -> list[str]:
     """Non-empty, right-stripped lines of a small label file (``*.lst``, ``*.gold.txt``)."""
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         return [line.rstrip("\r\n") for line in fh if line.strip()]
 
 
@@ -122,7 +155,8 @@ def iter_tsv_raw(path: Path, *, header: bool) -> Iterator[tuple[list[str], list[
 
     Yields ``(cells, header_cells, origin)``; a UTF-8 BOM is dropped.
     """
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    with open_text(path, newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         head = next(reader, None) if header else None
         for cells in reader:

@@ -329,6 +329,25 @@ def load_task_records(
     return _load_hub(spec, hub_path)
 
 
+def task_input_files(
+    name: str,
+    *,
+    source: str = "auto",
+    data_root: str | Path | None = None,
+    files: Mapping[str, str | Path] | None = None,
+) -> list[Path]:
+    """The local files that loading this task from ``source`` reads (none for synthetic and hub data)."""
+    spec = get_task(name)
+    if source == "auto":
+        source = _auto_source(spec, data_root)
+    if source == "local":
+        root = resolve_data_root(data_root)
+        return [root / f for split in spec.local.values() for f in split.files]
+    if source == "files":
+        return [Path(path) for path in (files or {}).values()]
+    return []
+
+
 def load_task_docs(
     name: str,
     *,

@@ -1,9 +1,12 @@
-"""Running an experiment config into a run directory, resumably."""
+"""Running an experiment config into a run directory, resumably, with one process per run at a time."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,14 +14,29 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.config import ExperimentConfig
+from forgetlab.identity import RESULTS_VERSION, code_version, input_digests
+from forgetlab.models import ModelSpec, model_config, model_identity
 from forgetlab.registry import Registry
-from forgetlab.store import Run, RunStore
+from forgetlab.store import Run, RunStore, package_versions
+
+
+@dataclass
+class Inputs:
+    """What a run reads besides its config: files and folders (their contents are hashed into the run's
+    identity) and models (identified by :func:`forgetlab.models.model_identity`)."""
+
+    files: list[Path] = field(default_factory=list)
+    models: list[ModelSpec] = field(default_factory=list)
+
 
 class Experiment(Protocol):
-    """An experiment recipe: a cheap up-front check of its config, and the run itself."""
+    """An experiment recipe: a cheap up-front check of its config, what it reads, and the run itself."""
 
     def validate(self, config: ExperimentConfig) -> None:
         """Raise one clear error for anything unknown (task, method, ...) before any work starts."""
+
+    def inputs(self, config: ExperimentConfig) -> Inputs:
+        """The data files and models the run will read (part of its identity)."""
 
     def run(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Do the work (skipping finished stages) and return the summary."""
@@ -29,37 +47,122 @@ class Experiment(Protocol):
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
-def run_experiment(config: ExperimentConfig, runs_dir: str | Path, *, command: str = "", accelerator: Accelerator | None = None) -> Run:
+@dataclass
+class Identity:
+    """A run's fingerprint (hash of everything its results depend on) and the record kept beside it."""
+
+    fingerprint: str
+    record: dict[str, Any]
+
+
+def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: int, command: str = "") -> Identity:
+    """Hash the resolved config, :data:`RESULTS_VERSION`, the world size, the content of every input
+    file and the identity of every model; the record adds versions, the code commit and the command."""
+    inputs = experiment.inputs(config)
+    files = input_digests(inputs.files)
+    models = [dict(model_identity(spec), name=spec.name) for spec in inputs.models]
+    resolved = config.model_dump(mode="json")
+    identity = {
+        "results_version": RESULTS_VERSION,
+        "config": resolved,
+        "world_size": world_size,
+        "inputs": [f["sha256"] for f in files],
+        "models": models,
+    }
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    record = {
+        "config": resolved,
+        "seed": config.seed,
+        "world_size": world_size,
+        "results_version": RESULTS_VERSION,
+        "inputs": files,
+        "models": models,
+        "code": code_version(),
+        "versions": package_versions(),
+        "command": command,
+    }
+    return Identity(hashlib.sha256(canonical.encode()).hexdigest(), record)
+
+
+def check_models(inputs: Inputs) -> None:
+    """Every model a run reads exists (alias, local checkpoint, or reachable/cached hub id) — before work starts."""
+    for spec in inputs.models:
+        model_config(spec)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    runs_dir: str | Path,
+    *,
+    command: str = "",
+    accelerator: Accelerator | None = None,
+    wait: bool = False,
+) -> Run:
     """Run (or find, or resume) the run of ``config`` under ``runs_dir``; returns it finished.
 
-    On any error the run is marked failed and the error propagates; finished stages are kept.
+    The run is locked by this process while it works (another process gets
+    :class:`~forgetlab.store.RunLocked`, or waits with ``wait``). On an error the run is marked failed,
+    on a signal or Ctrl-C interrupted, and the error propagates; finished stages are kept.
     """
     experiment = EXPERIMENTS.get(config.experiment)
     experiment.validate(config)
+    check_models(experiment.inputs(config))
     # Without CUDA, cpu=True makes Accelerate use gloo across processes started by torchrun/accelerate launch.
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    store = RunStore(runs_dir) if accelerator.is_main_process else None
-    accelerator.wait_for_everyone()
-    store = store or RunStore(runs_dir)
-    run = store.open(config, world_size=accelerator.num_processes, command=command) if accelerator.is_main_process else None
-    accelerator.wait_for_everyone()
-    run = run or store.get(store.run_id(config))
-    assert run is not None
+    store, run = _open(config, experiment, runs_dir, accelerator, command, wait)
     if run.finished:
         return run
     try:
         summary = experiment.run(config, run, accelerator)
         _reject_non_finite(summary)
+        if accelerator.is_main_process:
+            store.finish(run, summary)
+            if getattr(experiment, "writes_report", True):
+                _write_report(run)
+        accelerator.wait_for_everyone()
     except BaseException as error:
         if accelerator.is_main_process:
-            store.fail(run, f"{type(error).__name__}: {error}")
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            for problem in store.fail(run, f"{type(error).__name__}: {error}", status=status):
+                print(f"warning: {problem}", file=sys.stderr)
         raise
-    if accelerator.is_main_process:
-        store.finish(run, summary)
-        if getattr(experiment, "writes_report", True):
-            _write_report(run)
-    accelerator.wait_for_everyone()
+    finally:
+        run.release()
     return store.get(run.id) or run
+
+
+def _open(
+    config: ExperimentConfig, experiment: Experiment, runs_dir: str | Path, accelerator: Accelerator, command: str, wait: bool
+) -> tuple[RunStore, Run]:
+    """The main process opens (and locks) the run; the others learn its id and status from it."""
+    store = run = None
+    outcome: list[Any] = [None, None]
+    if accelerator.is_main_process:
+        try:
+            store = RunStore(runs_dir)
+            identity = run_identity(config, experiment, accelerator.num_processes, command)
+            run = store.open(config, identity.fingerprint, identity.record, wait=wait)
+            outcome = [run.id, run.status]
+        except Exception as error:
+            outcome = [None, f"{type(error).__name__}: {error}"]
+            if accelerator.num_processes == 1:
+                raise
+            _broadcast(outcome, accelerator)
+            raise
+    if accelerator.num_processes > 1:
+        outcome = _broadcast(outcome, accelerator)
+    if run is not None and store is not None:
+        return store, run
+    if outcome[0] is None:
+        raise RuntimeError(f"the main process could not open the run: {outcome[1]}")
+    store = RunStore(runs_dir)
+    return store, Run(outcome[0], store.run_dir(outcome[0]), outcome[1])
+
+
+def _broadcast(outcome: list[Any], accelerator: Accelerator) -> list[Any]:
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list(list(outcome), from_process=0)
 
 
 def _write_report(run: Run) -> None:

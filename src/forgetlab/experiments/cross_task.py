@@ -18,14 +18,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from accelerate import Accelerator
-from pydantic import Field
+from pydantic import Field, field_validator
 from safetensors.torch import load_file
 
 from forgetlab.analysis.crosstask import crosstask_summary
-from forgetlab.config import EXPERIMENT_CONFIGS, EvalSpec, ExperimentConfig, ForgetGeneralizationConfig, ForgetSpec
+from forgetlab.config import (
+    EXPERIMENT_CONFIGS,
+    EvalSpec,
+    ExperimentConfig,
+    ForgetGeneralizationConfig,
+    ForgetSpec,
+    check_run_name,
+)
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
-from forgetlab.experiments.base import EXPERIMENTS, run_experiment
+from forgetlab.experiments.base import EXPERIMENTS, Inputs, run_experiment
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy, forget_ratio
 from forgetlab.models import load_model
@@ -50,6 +57,11 @@ class CrossTaskCellConfig(ExperimentConfig):
 
     experiment: Literal["cross_task_cell"] = "cross_task_cell"
     source_run: str = Field(description="the Study A run (same runs directory) holding both tasks' data and weights")
+
+    @field_validator("source_run")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        return check_run_name(value, "source_run")
     forget_task: str
     eval_task: str
     forget: ForgetSpec = Field(default_factory=ForgetSpec)
@@ -67,6 +79,9 @@ class CrossTask:
         EXPERIMENTS.get("forget_generalization").validate(config.study_a())
         if len(config.tasks) < 2:
             raise ValueError("tasks: a cross-task matrix needs at least two tasks")
+
+    def inputs(self, config: CrossTaskConfig) -> Inputs:
+        return EXPERIMENTS.get("forget_generalization").inputs(config.study_a())
 
     def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         root = run.dir.parent
@@ -126,6 +141,10 @@ class CrossTaskCell:
         for name in (config.forget_task, config.eval_task):
             get_task(name)
         METHODS.get(config.forget.method)
+
+    def inputs(self, config: CrossTaskCellConfig) -> Inputs:
+        """The model; the data and weights come from ``source_run``, whose id already names their content."""
+        return Inputs(models=[config.model])
 
     def run(self, config: CrossTaskCellConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         source = run.dir.parent / config.source_run

@@ -19,17 +19,17 @@ from safetensors.torch import load_file
 
 from forgetlab.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.data.prepare import PreparedTask, prepare_task
-from forgetlab.data.tasks import get_task, load_task_docs
+from forgetlab.data.tasks import get_task, load_task_docs, task_input_files
 from forgetlab.data.types import MCDoc
 from forgetlab.analysis.predictors import predictor_correlations
 from forgetlab.experiments import study_a_analysis
-from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy, task_outcome
 from forgetlab.metrics.stats import bootstrap_ci
-from forgetlab.models import load_model
+from forgetlab.models import load_model, model_depth
 from forgetlab.report.plots import plot_trajectories
-from forgetlab.scoring import MCScore, Scorer, score_mc
+from forgetlab.scoring import MCScore, Scorer, num_hidden_layers, score_mc
 from forgetlab.store import Run
 from forgetlab.train import save_state, train_stage, trainable_state
 
@@ -47,6 +47,16 @@ class ForgetGeneralization:
                 METHODS.get(getattr(config, section).method)
             except KeyError as error:
                 raise KeyError(f"{section}.method: {error.args[0]}") from None
+        study_a_analysis.check_layers(config.analysis, model_depth(config.model))
+
+    def inputs(self, config: ForgetGeneralizationConfig) -> Inputs:
+        root = Path(config.data.root) if config.data.root else None
+        files = [
+            path
+            for ref in config.tasks
+            for path in task_input_files(ref.name, source=ref.source, data_root=root, files=ref.files)
+        ]
+        return Inputs(files=files, models=[config.model])
 
     def run(self, config: ForgetGeneralizationConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
@@ -206,7 +216,7 @@ class TaskRunner:
     # --- stages ------------------------------------------------------------------------------------
 
     def _stage_pretrained(self, data: PreparedTask) -> dict[str, Any]:
-        study_a_analysis.check_layers(self.config.analysis, self._ensure_model(None))
+        study_a_analysis.check_layers(self.config.analysis, num_hidden_layers(self._ensure_model(None)))
         return self._final_eval("pretrained", data)
 
     def _stage_finetune(self, data: PreparedTask) -> dict[str, Any]:

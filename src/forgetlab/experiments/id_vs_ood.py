@@ -50,8 +50,8 @@ from forgetlab.data.canaries import (
     reference_stream,
     training_stream,
 )
-from forgetlab.data.corpus import CORPORA, CorpusSpec, Pair, load_corpus
-from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.data.corpus import CORPORA, CorpusSpec, Pair, corpus_input_files, load_corpus
+from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS
 from forgetlab.metrics.exposure import (
     LOG2_E,
@@ -468,6 +468,10 @@ class IdVsOod:
             CORPORA.get(config.corpus.name)
         except KeyError as error:
             raise KeyError(f"corpus.name: {error.args[0]}") from None
+
+    def inputs(self, config: IdVsOodConfig) -> Inputs:
+        models = [] if config.model.name == SCRATCH else [config.model]
+        return Inputs(files=corpus_input_files(config.corpus), models=models)
 
     def run(self, config: IdVsOodConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         threads = torch.get_num_threads()

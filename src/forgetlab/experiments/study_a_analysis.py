@@ -57,14 +57,16 @@ def pair_texts(docs: Sequence[MCDoc]) -> tuple[list[str], list[int], list[str]]:
     return texts, labels, questions
 
 
-def check_layers(spec: AnalysisSpec, model: torch.nn.Module) -> None:
-    """Fail before any training when an analysis layer does not exist in this model."""
-    depth = num_hidden_layers(model)
+def check_layers(spec: AnalysisSpec, depth: int) -> None:
+    """Fail before any work when an analysis layer does not exist in a model of ``depth`` blocks."""
     if spec.predictors:
         resolve_layer(spec.layer, depth)
     if spec.probes:
         for layer in spec.probe_layers or ():
-            resolve_layer(layer, depth)
+            try:
+                resolve_layer(layer, depth)
+            except ValueError as error:
+                raise ValueError(f"analysis.probe_layers: {error}") from None
 
 
 def final_examples(payload: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -45,18 +46,19 @@ from typing import Annotated, Any, Callable, Literal, Sequence, Union
 import numpy as np
 import torch
 from accelerate import Accelerator
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from safetensors.torch import load_file
 
 from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Spec
-from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS, Method
+from forgetlab.methods.base import check_options
 from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
 from forgetlab.metrics.mia import ATTACKS, TPR_AT, attack_scores, evaluate_attacks, item_loss
-from forgetlab.models import ModelSpec, load_model
+from forgetlab.models import ModelSpec, load_model, trainable_parameter_names
 from forgetlab.store import Run, atomic_write_json
 from forgetlab.scoring import Scorer, TokenScores, encode_pair
-from forgetlab.train import EncodedItem, save_state, train_items, trainable_state
+from forgetlab.train import DivergenceError, EncodedItem, save_state, train_items, trainable_state
 
 SET_ORDER = ("forget", "holdout", "retain", "utility")
 SET_METRICS = ("loss", "token_acc", "n")
@@ -71,6 +73,10 @@ class _Source(Spec):
     """Common source options."""
 
     max_chars: int | None = Field(None, ge=1, description="drop items whose prompt + target is longer")
+
+    def input_files(self) -> list[Path]:
+        """The local files this source reads (part of a run's identity)."""
+        return []
 
 
 class InlineSource(_Source):
@@ -91,6 +97,9 @@ class FileSource(_Source):
     text_field: str = "text"
     prompt_words: int = Field(0, ge=0, description="texts: the first N words become the prompt, the rest the target")
 
+    def input_files(self) -> list[Path]:
+        return [Path(self.path)]
+
 
 class CorpusSource(_Source):
     """A split of a Study B corpus (:mod:`forgetlab.data.corpus`): ``corpus`` is its CorpusSpec."""
@@ -98,6 +107,11 @@ class CorpusSource(_Source):
     kind: Literal["corpus"]
     corpus: dict[str, Any] = Field(default_factory=dict)
     split: Literal["train", "validation", "test"] = "train"
+
+    def input_files(self) -> list[Path]:
+        from forgetlab.data.corpus import CorpusSpec, corpus_input_files
+
+        return corpus_input_files(CorpusSpec.model_validate(self.corpus))
 
 
 class TaskSource(_Source):
@@ -109,6 +123,11 @@ class TaskSource(_Source):
     root: str | None = None
     hub_path: str | None = None
     files: dict[str, str] | None = None
+
+    def input_files(self) -> list[Path]:
+        from forgetlab.data.tasks import task_input_files
+
+        return task_input_files(self.task, source=self.source, data_root=self.root, files=self.files)
 
 
 SourceSpec = Annotated[Union[InlineSource, FileSource, CorpusSource, TaskSource], Field(discriminator="kind")]
@@ -154,6 +173,16 @@ class ForgetMethodSpec(OptimSpec):
     max_steps: int | None = Field(10, gt=0)
     eval_every: int = Field(5, ge=1, description="evaluate every N optimizer steps (and before and after)")
     trainable: str | None = Field(None, description="regex: train only parameters whose name matches (e.g. RMU's layers)")
+
+    @field_validator("trainable")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -520,7 +549,13 @@ class Evaluator:
         metrics: dict[str, float] = {}
         per_item: dict[str, dict[str, np.ndarray]] = {}
         for name, values in stats.items():
-            metrics.update({f"{name}/{k}": v for k, v in set_metrics(values).items()})
+            values_of_set = set_metrics(values)
+            if not math.isfinite(values_of_set["loss"]):
+                raise DivergenceError(
+                    f"unlearn ({self.config.forget.method}): the model diverged by step {step}: "
+                    f"{name} loss is {values_of_set['loss']}; lower forget.lr"
+                )
+            metrics.update({f"{name}/{k}": v for k, v in values_of_set.items()})
             per_item[name] = {
                 "loss": np.array([item_loss(s) for s in values]),
                 "token_acc": exact_memorization([s.greedy for s in values]),
@@ -600,11 +635,13 @@ class Unlearn:
 
     def validate(self, config: UnlearnConfig) -> None:
         try:
+            check_options(METHODS.get(config.forget.method), config.forget.options, "forget.options")
             method = build_method(config.forget)
         except KeyError as error:
             raise KeyError(f"forget.method: {error.args[0]}") from None
         except (ValueError, TypeError) as error:
-            raise ValueError(f"forget.options: {error}") from None
+            message = str(error)
+            raise ValueError(message if message.startswith("forget.options") else f"forget.options: {message}") from None
         if type(method).relabel is not Method.relabel and not hasattr(method, "pair_targets"):
             raise ValueError(
                 f"forget.method: {method.name} relabels multiple-choice items; this experiment trains on (prompt, target) items"
@@ -612,11 +649,21 @@ class Unlearn:
         if method.needs_retain and config.sets.retain is None:
             raise ValueError(f"sets.retain: method {method.name} needs a retain set")
         if config.forget.trainable is not None:
-            re.compile(config.forget.trainable)
+            names = trainable_parameter_names(config.model)
+            if not any(re.search(config.forget.trainable, name) for name in names):
+                raise ValueError(
+                    f"forget.trainable: {config.forget.trainable!r} matches no trainable parameter of {config.model.name} "
+                    f"(e.g. {', '.join(names[:3])})"
+                )
         known = metric_names(config)
         for key in [config.select.objective, *(c.metric for c in config.select.constraints)]:
             if key not in known:
                 raise ValueError(f"select: unknown metric {key!r}; this config records: {', '.join(known)}")
+
+    def inputs(self, config: UnlearnConfig) -> Inputs:
+        files = [path for source in config.sources.values() for path in source.input_files()]
+        models = [config.model] + ([config.mia.reference] if isinstance(config.mia.reference, ModelSpec) else [])
+        return Inputs(files=files, models=models)
 
     def run(self, config: UnlearnConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         threads = torch.get_num_threads()
@@ -647,6 +694,8 @@ class UnlearnRunner:
         sets = {name: [Item.from_dict(r) for r in rows] for name, rows in raw.items() if name in SET_ORDER}
         learn = self._stage("learn", lambda: self._learn(sets)) if self.config.learn is not None else None
         unlearn = self._stage("unlearn", lambda: self._unlearn(sets))
+        if self.acc.is_main_process:
+            self.run_.save_timings(timings(learn, unlearn))
         return summarize(self.config, self.run_.id, sets, learn, unlearn)
 
     def _stage(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -887,9 +936,20 @@ def headline(metrics: dict[str, float] | None) -> dict[str, float] | None:
     return {short: metrics[key] for short, key in HEADLINE.items() if key in metrics}
 
 
+def timings(learn: dict[str, Any] | None, unlearn: dict[str, Any]) -> dict[str, float]:
+    """Wall-clock seconds of the stages as they ran (``timings.json``; a resumed stage counts its last attempt)."""
+    return {
+        "learn": learn["seconds"] if learn else 0.0,
+        "unlearn": unlearn["seconds"],
+        "unlearn_eval": unlearn["eval_seconds"],
+        "unlearn_train": unlearn["seconds"] - unlearn["eval_seconds"],
+    }
+
+
 def summarize(config: UnlearnConfig, run_id: str, sets: dict[str, list[Item]], learn: dict[str, Any] | None,
               unlearn: dict[str, Any]) -> dict[str, Any]:
-    """``summary.json``: the method, sizes, timing, and the metrics at the start, the end and the selected step."""
+    """``summary.json``: the method, sizes, and the metrics at the start, the end and the selected step (no timings:
+    identical runs give byte-identical summaries)."""
     selected = unlearn["selected"]
     return {
         "experiment": config.experiment,
@@ -901,12 +961,6 @@ def summarize(config: UnlearnConfig, run_id: str, sets: dict[str, list[Item]], l
         "sizes": {name: len(items) for name, items in sets.items()},
         "learn_steps": learn["steps"] if learn else 0,
         "steps": unlearn["steps"],
-        "seconds": {
-            "learn": learn["seconds"] if learn else 0.0,
-            "unlearn": unlearn["seconds"],
-            "unlearn_eval": unlearn["eval_seconds"],
-            "unlearn_train": unlearn["seconds"] - unlearn["eval_seconds"],
-        },
         "selection": {
             "objective": config.select.objective,
             "mode": config.select.mode,

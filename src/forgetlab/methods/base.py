@@ -7,9 +7,11 @@ shape: one loss override per method).
 from __future__ import annotations
 
 import hashlib
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
 
+import pydantic
 import torch
 import torch.nn.functional as F
 
@@ -104,3 +106,17 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def check_options(method: type[Method], options: dict[str, Any], where: str = "options") -> None:
+    """Check each option's value against the type its method's constructor declares (pydantic), so that
+    ``retain_weight: abc`` fails before any work with the option named; unknown names fail in the constructor."""
+    hints = typing.get_type_hints(method.__init__)
+    for name, value in options.items():
+        if name not in hints or name in ("loss", "reduction", "return"):
+            continue
+        try:
+            pydantic.TypeAdapter(hints[name]).validate_python(value)
+        except pydantic.ValidationError as error:
+            problem = "; ".join(e["msg"] for e in error.errors())
+            raise ValueError(f"{where}.{name}: {value!r} is not valid for method {method.name}: {problem}") from None
