@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class Case:
     fragment: str
     before_run: bool = True
     setup: Callable[[Path, pytest.MonkeyPatch], None] = field(default=lambda tmp, mp: None)
+    regex: bool = False  # the fragment is a regular expression
 
 
 def _recipe(tmp: Path, raw: dict | None = None, **changes) -> str:
@@ -92,6 +94,17 @@ def _read_only(code: int) -> Callable[[Path, pytest.MonkeyPatch], None]:
     return setup
 
 
+def _forbidden_writes(tmp: Path, mp: pytest.MonkeyPatch) -> None:
+    """The catalog can be written but the run's files cannot (EACCES)."""
+    RunStore_ = store_module.RunStore
+    RunStore_(tmp / "runs")
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+    mp.setattr(store_module.tempfile, "mkstemp", refuse)
+
+
 def _small_csv_limit(tmp: Path, mp: pytest.MonkeyPatch) -> None:
     mp.setattr(records, "CSV_FIELD_LIMIT", 1000)
 
@@ -104,6 +117,8 @@ CASES = [
          "train.csv line 2: not valid CSV: field larger than field limit", before_run=False, setup=_small_csv_limit),
     Case("invalid trainable regex", lambda t: _run(t, _unlearn(t), "forget.trainable=(["), "field 'forget.trainable': Value error, not a valid regular expression"),
     Case("read-only runs directory (EROFS)", lambda t: _run(t, _recipe(t)), "catalog.sqlite: attempt to write a readonly database", setup=_read_only(errno.EROFS)),
+    Case("run directory not writable (EACCES)", lambda t: _run(t, _recipe(t)), r"runs/tiny-[0-9a-f]{12}: Permission denied",
+         before_run=False, setup=_forbidden_writes, regex=True),
     Case("corrupt catalog", lambda t: _run(t, _recipe(t)), "catalog.sqlite: file is not a database", setup=_corrupt_catalog),
     Case("truncated summary.json under run", lambda t: _run(t, _recipe(t), "forget.epochs=1"), "summary.json: damaged, not valid JSON",
          before_run=False, setup=_truncate_summary),
@@ -150,7 +165,7 @@ def test_bad_input_exits_2_with_one_line_naming_it(case: Case, tmp_path, monkeyp
     assert "Traceback" not in result.output
     lines = _error_lines(result.output)
     assert len(lines) == 1, result.output
-    assert case.fragment in lines[0], result.output
+    assert re.search(case.fragment, lines[0]) if case.regex else case.fragment in lines[0], result.output
     if case.before_run:
         assert _rows(tmp_path / "runs") == catalog_rows_before
         assert not [p for p in (tmp_path / "runs").glob("*") if p.is_dir()]

@@ -181,12 +181,14 @@ def list_runs(runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
 @app.command()
 def show(run_id: str, runs_dir: str = typer.Option(None, "--runs-dir")) -> None:
     """One run: its status, directory and summary (or the error that stopped it)."""
-    from forgetlab.store import RunStore
+    from forgetlab.store import RunLock, RunStore
 
     with _errors():
         found = RunStore(runs_dir or runs_dir_default(), create=False).find(run_id)
         summary = found.summary() if found.status == "finished" else None
     out.print(f"{found.id} ({found.status})  {found.dir}", highlight=False, markup=False)
+    if found.status == "running":
+        out.print(f"held by {RunLock(found.dir / '.lock').holder()}", highlight=False, markup=False)
     if found.error:
         out.print(f"error: {found.error}", highlight=False, markup=False, soft_wrap=True)
     if summary:

@@ -55,7 +55,8 @@ from forgetlab.methods import METHODS, Method
 from forgetlab.methods.base import check_options
 from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
 from forgetlab.metrics.mia import ATTACKS, TPR_AT, attack_scores, evaluate_attacks, item_loss
-from forgetlab.models import ModelSpec, load_model, trainable_parameter_names
+from forgetlab.identity import RESULTS_VERSION
+from forgetlab.models import ModelSpec, load_model, model_identity, trainable_parameter_names
 from forgetlab.store import Run, atomic_write_json
 from forgetlab.scoring import Scorer, TokenScores, encode_pair
 from forgetlab.train import DivergenceError, EncodedItem, save_state, train_items, trainable_state
@@ -778,7 +779,7 @@ class UnlearnRunner:
         """
         spec = self.config.learn
         pool = sets["forget"] + sets.get("retain", [])
-        key = learn_key(self.config, pool)
+        key = learn_key(self.config, pool, self.acc.num_processes)
         shared = self.run_.dir.parent / "shared-learn" / key
         target = self._dir("learn") / "learned.safetensors"
         if spec.share and (shared / "payload.json").is_file():
@@ -863,11 +864,13 @@ class UnlearnRunner:
         }
 
 
-def learn_key(config: UnlearnConfig, pool: Sequence[Item]) -> str:
-    """What determines the learned weights: model, learning spec, seed and the items learned (SHA-256)."""
+def learn_key(config: UnlearnConfig, pool: Sequence[Item], world_size: int = 1) -> str:
+    """What determines the learned weights (SHA-256): model (spec and identity), learning spec, seed, world
+    size, the items learned and :data:`~forgetlab.identity.RESULTS_VERSION`."""
     canonical = json.dumps(
-        {"model": config.model.model_dump(mode="json"), "learn": config.learn.model_dump(mode="json", exclude={"share"}),
-         "seed": config.seed, "items": [i.to_dict() for i in pool]},
+        {"model": config.model.model_dump(mode="json"), "model_identity": model_identity(config.model),
+         "learn": config.learn.model_dump(mode="json", exclude={"share"}), "seed": config.seed, "world_size": world_size,
+         "items": [i.to_dict() for i in pool], "results_version": RESULTS_VERSION},
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
