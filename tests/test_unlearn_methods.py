@@ -15,6 +15,7 @@ from forgetlab.data.types import MCDoc
 from forgetlab.methods import METHODS, Batch
 from forgetlab.methods.base import sequence_logprobs
 from forgetlab.methods.rmu import control_vector
+from forgetlab.methods.simnpo import simnpo_loss
 from forgetlab.models import ModelSpec, load_model
 
 
@@ -131,17 +132,44 @@ def test_npo_matches_its_formula(models):
     assert value(with_retain, model, forget, retain_batch()) == pytest.approx(expected, abs=1e-4)
 
 
+def uneven_batch():
+    # answers of 3 tokens (row 0) and 1 token (row 1): a per-token average differs from a per-row one
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, 7, 8, 9], [-100, -100, -100, 13, -100]])
+    return Batch(ids, mask, labels, torch.tensor([0]), n_choices=1)
+
+
+def hand_simnpo(lp, n, beta, gamma):
+    return -(2 / beta) * sum(log_sigmoid(-(beta / k) * a - gamma) for a, k in zip(lp, n)) / len(lp)
+
+
+def test_simnpo_loss_by_hand():
+    """log π = (−2, −6) over (2, 3) tokens, β = 2, γ = 1: σ arguments 1 and 3, so
+    L = (log(1 + e^−1) + log(1 + e^−3)) / 2."""
+    expected = (math.log1p(math.exp(-1)) + math.log1p(math.exp(-3))) / 2
+    assert expected == pytest.approx(0.18092452, abs=1e-8)
+    got = simnpo_loss(torch.tensor([-2.0, -6.0]), torch.tensor([2, 3]), beta=2.0, gamma=1.0).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_simnpo_matches_its_formula(models):
+    """On the tiny model at β = 0.3, γ = 1 the σ arguments are near 0, so the loss is O(1) and
+    γ's sign, the length normalisation and the 2/β factor each move it by far more than the tolerance."""
     model, _ = models
-    forget = forget_batch()
+    forget = uneven_batch()
     lp, n = hand_logprobs(model, forget)
-    beta, gamma = 2.5, 0.3
-    expected = -(2 / beta) * sum(log_sigmoid(-(beta / k) * a - gamma) for a, k in zip(lp, n)) / len(lp)
+    assert n == [3, 1]
+    beta, gamma = 0.3, 1.0
+    expected = hand_simnpo(lp, n, beta, gamma)
+    assert 1.0 < expected < 10.0
+    assert abs(hand_simnpo(lp, n, beta, -gamma) - expected) > 1.0  # γ with the wrong sign
+    assert abs(hand_simnpo(lp, [1, 1], beta, gamma) - expected) > 1.0  # no length normalisation
     method = make("simnpo", beta=beta, gamma=gamma)
     assert not method.needs_reference and not method.needs_retain
-    assert value(method, model, forget) == pytest.approx(expected, abs=1e-5)
+    assert value(method, model, forget) == pytest.approx(expected, rel=1e-5)
     retained = make("simnpo", beta=beta, gamma=gamma, retain_weight=1.0)
-    assert value(retained, model, forget, retain_batch()) == pytest.approx(expected + hand_nll(model, retain_batch()), abs=1e-5)
+    assert value(retained, model, forget, retain_batch()) == pytest.approx(expected + hand_nll(model, retain_batch()), rel=1e-5)
 
 
 def test_idk_refusals_and_loss(models):
