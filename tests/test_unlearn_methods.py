@@ -7,6 +7,7 @@ all checked; sign tests take one gradient step and look at what moved.
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -14,9 +15,11 @@ import torch
 from forgetlab.data.types import MCDoc
 from forgetlab.methods import METHODS, Batch
 from forgetlab.methods.base import sequence_logprobs
-from forgetlab.methods.rmu import control_vector
+from forgetlab.methods.rmu import control_vector, layer_activations
 from forgetlab.methods.simnpo import simnpo_loss
-from forgetlab.models import ModelSpec, load_model
+from forgetlab.models import LoraSpec, ModelSpec, load_model
+
+PAIRWISE = {"idk_dpo": {"loss": "choice"}}  # constructor options a method needs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -206,28 +209,71 @@ def test_idk_dpo_matches_its_formula(models):
     assert method.pair_targets("x", " Rome", 0)[0][0] == " Rome" and method.pair_targets("x", " Rome", 0)[1] == 1
 
 
-def test_rmu_matches_its_formula(models):
+def layer_outputs(model, batch, layer):
+    """Decoder layer ``layer``'s own output at each row's labelled positions, from a hook of this test on
+    unpadded single-row passes (WMDP's ``forward_with_cache``), and the model's ``hidden_states[layer + 1]``."""
+    outputs, states = [], []
+    for r in range(batch.input_ids.shape[0]):
+        length = int(batch.attention_mask[r].sum())
+        seen = []
+        handle = model.model.layers[layer].register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+        with torch.no_grad():
+            hidden = model(input_ids=batch.input_ids[r, :length][None], output_hidden_states=True).hidden_states
+        handle.remove()
+        positions = [p for p in range(length) if batch.labels[r, p] != -100]
+        outputs += [seen[0][0, p] for p in positions]
+        states += [hidden[layer + 1][0, p] for p in positions]
+    return torch.stack(outputs).double(), torch.stack(states).double()
+
+
+@pytest.mark.parametrize("layer", [0, 1])  # the tiny model has 2 layers: 1 is the last
+def test_rmu_matches_its_formula(models, layer):
     model, reference = models
     forget, retain = forget_batch(), retain_batch()
-    layer, c, alpha = 0, 3.0, 10.0
+    c, alpha = 3.0, 10.0
     method = make("rmu", reference, layer=layer, steering_coeff=c, alpha=alpha, seed=4)
-
-    def hidden(m, batch):
-        vectors = []
-        for r in range(batch.input_ids.shape[0]):
-            length = int(batch.attention_mask[r].sum())
-            with torch.no_grad():
-                states = m(input_ids=batch.input_ids[r, :length][None], output_hidden_states=True).hidden_states
-            vectors += [states[layer + 1][0, p] for p in range(length) if batch.labels[r, p] != -100]
-        return torch.stack(vectors).double()
-
     u = control_vector(model.config.hidden_size, 4, 1.0).double()
     assert u.norm().item() == pytest.approx(1.0) and (u >= 0).all()
-    forget_mse = ((hidden(model, forget) - c * u) ** 2).mean().item()
-    retain_mse = ((hidden(model, retain) - hidden(reference, retain)) ** 2).mean().item()
+    forget_mse = ((layer_outputs(model, forget, layer)[0] - c * u) ** 2).mean().item()
+    retain_mse = ((layer_outputs(model, retain, layer)[0] - layer_outputs(reference, retain, layer)[0]) ** 2).mean().item()
     assert value(method, model, forget, retain) == pytest.approx(forget_mse + alpha * retain_mse, rel=1e-5)
     with pytest.raises(ValueError, match="out of range"):
         value(make("rmu", reference, layer=5), model, forget, retain)
+
+
+def test_rmu_reads_the_last_layer_before_the_final_norm(models):
+    """For the last layer, Hugging Face's ``hidden_states[-1]`` is ``norm(layer output)``; RMU reads the
+    layer's own output (as WMDP's forward hook does). Earlier layers' outputs are ``hidden_states[ℓ + 1]``."""
+    model, _ = models
+    batch = forget_batch()
+    with torch.no_grad():
+        last = layer_activations(model, batch, 1).double()
+        first = layer_activations(model, batch, 0).double()
+    output, normed = layer_outputs(model, batch, 1)
+    assert torch.allclose(last, output, atol=1e-5)
+    assert torch.allclose(model.model.norm(last.float()).double(), normed, atol=1e-5)
+    assert (last - normed).abs().max().item() > 0.1  # the normed state is a different tensor
+    assert torch.allclose(first, layer_outputs(model, batch, 0)[1], atol=1e-5)
+
+
+def test_rmu_trains_only_the_published_parameters_by_default():
+    """WMDP / OpenUnlearning: the ``mlp.down_proj`` weights of layers ℓ−2..ℓ (their LoRA adapters under LoRA)."""
+    model, _ = load_model(ModelSpec(name="tiny-llama", tiny={"num_hidden_layers": 4}))
+    lora, _ = load_model(ModelSpec(name="tiny-llama", tiny={"num_hidden_layers": 4}, lora=LoraSpec(r=2, alpha=4)))
+
+    def matched(method, m):
+        pattern = re.compile(method.default_trainable(m))
+        return {n for n, p in m.named_parameters() if p.requires_grad and pattern.search(n)}
+
+    assert matched(make("rmu", layer=3), model) == {f"model.layers.{i}.mlp.down_proj.weight" for i in (1, 2, 3)}
+    assert matched(make("rmu", layer=1), model) == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
+    assert matched(make("rmu", layer=2), lora) == {
+        f"base_model.model.model.layers.{i}.mlp.down_proj.lora_{ab}.default.weight" for i in (0, 1, 2) for ab in "AB"
+    }
+    with pytest.raises(ValueError, match="out of range"):
+        make("rmu", layer=4).default_trainable(model)
+    others = [name for name in METHODS.names() if name != "rmu"]
+    assert others and all(METHODS.get(name)(**PAIRWISE.get(name, {})).default_trainable(model) is None for name in others)
 
 
 # --------------------------------------------------------------------------- masking, signs, options
