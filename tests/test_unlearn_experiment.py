@@ -309,3 +309,15 @@ def _close(a, b):
     if isinstance(a, float):
         return a == pytest.approx(b, abs=1e-5)
     return a == b
+
+
+def test_rmu_default_with_lora_needs_adapters_on_down_proj():
+    """Under LoRA RMU trains the down_proj adapters; adapters elsewhere only leave nothing to train (an error)."""
+    from forgetlab.experiments.unlearn import ForgetMethodSpec, _restrict_trainable, build_method, trainable_pattern
+    from forgetlab.models import LoraSpec, ModelSpec, load_model
+
+    model, _ = load_model(ModelSpec(name="tiny-llama", lora=LoraSpec(r=2, alpha=4, target_modules=["q_proj", "v_proj"])))
+    spec = ForgetMethodSpec(method="rmu", options={"layer": 1})
+    pattern, origin = trainable_pattern(spec, build_method(spec), model)
+    with pytest.raises(ValueError, match="method rmu's default trainable parameters .* matches no trainable parameter"):
+        _restrict_trainable(model, pattern, origin)
