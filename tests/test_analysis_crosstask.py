@@ -101,6 +101,29 @@ def test_crosstask_summary():
     assert json.loads(json.dumps(out)) == out
 
 
+def test_not_learned_columns_have_no_ratio_and_are_listed():
+    """Column b's reference (0.7) would give ratios; b was not learned, so its whole column is None."""
+    tasks = ["a", "b", "c"]
+    reference = {"a": 0.8, "b": 0.7, "c": 0.9}
+    accuracy = {x: {"a": 0.6, "b": 0.55, "c": 0.7} for x in tasks}
+    out = crosstask_summary(reference, accuracy, tasks, not_learned=["b", "zzz"])
+    assert out["not_learned"] == ["b"]
+    assert [out["forget_ratio"][x]["b"] for x in tasks] == [None, None, None]
+    assert [out["forget_ratio"][x]["a"] for x in tasks] == pytest.approx([0.2 / 0.3] * 3)
+    assert [out["forget_ratio"][x]["c"] for x in tasks] == pytest.approx([0.5] * 3)
+    assert crosstask_summary(reference, accuracy, tasks)["forget_ratio"]["a"]["b"] == pytest.approx(0.75)
+    assert crosstask_summary(reference, accuracy, tasks)["not_learned"] == []
+
+
+def test_a_cell_of_a_task_not_learned_has_no_ratio():
+    from forgetlab.experiments.cross_task import cell_forget_ratio
+
+    row = {"acc_finetuned": 0.6, "category": "partial"}
+    assert cell_forget_ratio(row, 0.55, flipped=False) == pytest.approx(0.5)
+    assert cell_forget_ratio(row, 0.55, flipped=True) == pytest.approx(0.25)
+    assert cell_forget_ratio(dict(row, category="not_learned"), 0.55, flipped=False) is None
+
+
 def test_crosstask_summary_with_unmeasured_cells():
     out = crosstask_summary({"a": 0.9, "b": 0.505}, {"a": {"a": 0.5, "b": 0.5}}, ["a", "b"])
     assert out["accuracy"]["b"] == {"a": None, "b": None}

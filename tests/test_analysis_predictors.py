@@ -104,3 +104,20 @@ def test_predictor_correlations_across_tasks():
     assert out["hidden_variance"]["spearman_rho"] == pytest.approx(spearmanr(x, y)[0])
     assert out["confidence_pretrained"]["n"] == 0 and out["confidence_pretrained"]["pearson_r"] is None
     assert json.loads(json.dumps(out)) == out
+
+
+def test_excluded_tasks_never_count_and_are_listed():
+    """A task excluded (not learned) is left out even where its values are present, and named."""
+    per_task = {
+        "piqa": {"forget_gap": 0.3, "difficulty": 0.8},
+        "rte": {"forget_gap": 0.0, "difficulty": 0.7},
+        "wnli": {"forget_gap": -0.1, "difficulty": 0.45},
+        "sciq": {"forget_gap": 0.25, "difficulty": 0.95},
+        "boolq": {"forget_gap": 0.05, "difficulty": 0.75},
+    }
+    out = predictor_correlations(per_task, "forget_gap", ["difficulty"], n_resamples=0, exclude=["wnli", "absent"])
+    assert out["difficulty"]["tasks"] == ["piqa", "rte", "sciq", "boolq"] and out["difficulty"]["excluded"] == ["wnli"]
+    x, y = [0.8, 0.7, 0.95, 0.75], [0.3, 0.0, 0.25, 0.05]
+    assert out["difficulty"]["pearson_r"] == pytest.approx(pearsonr(x, y)[0])
+    everything = predictor_correlations(per_task, "forget_gap", ["difficulty"], n_resamples=0)
+    assert everything["difficulty"]["n"] == 5 and everything["difficulty"]["excluded"] == []

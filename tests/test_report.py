@@ -16,8 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from forgetlab.cli import app
+from forgetlab.metrics.forgetting import CATEGORIES
+from forgetlab.report.html import CATEGORY_LABELS, key_of, split_key, write_report
 from forgetlab.store import RunStore
-from forgetlab.report.html import key_of, split_key, write_report
 
 runner = CliRunner()
 
@@ -322,6 +323,24 @@ def test_cross_task_heatmap_and_tables(tmp_path):
     for b in ct["col_order"]:
         assert key_of(["crosstask", "reference", b]) in keys
         assert key_of(["crosstask", "forget_fit", ct["row_order"][0], b]) in keys
+
+
+def test_not_learned_task_is_shown_and_listed(tmp_path):
+    """A not-learned task: its category row, the correlations' excluded list and the matrix's not-learned columns."""
+    summary = cross_task_summary()
+    summary["tasks"]["piqa"].update(category="not_learned", forget_ratio=None, learned=False)
+    summary["analysis"]["excluded"] = ["piqa"]
+    summary["crosstask"]["not_learned"] = ["piqa"]
+    for row in summary["crosstask"]["forget_ratio"].values():
+        row["piqa"] = None
+    path = write_report(make_run(tmp_path, summary, trajectories=0))
+    parsed = assert_numbers_match(path, summary)
+    keys = {k for k, _ in parsed.values}
+    assert {"tasks.piqa.category", "analysis.excluded.0", "crosstask.not_learned.0"} <= keys
+    text = path.read_text()
+    assert '<tr class="cat-not_learned"><td>piqa</td>' in text and ".cat-not_learned {" in text
+    assert "Left out of the correlations, not learned" in text and "No ratio in the columns of tasks not learned" in text
+    assert set(CATEGORY_LABELS) == set(CATEGORIES) and all(f".cat-{c} {{" in text for c in CATEGORIES)  # a label and a colour each
 
 
 def test_generic_report_flattens_summary(tmp_path):

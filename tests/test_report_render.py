@@ -1,8 +1,13 @@
-"""The HTML report renders in headless Chromium with every image decoded (skipped without Chromium)."""
+"""The HTML report renders in headless Chromium with every image decoded.
+
+Without Chromium these tests skip, unless ``FORGETLAB_REQUIRE_BROWSER`` is set (``.ci/run`` sets it):
+then they fail, so CI can never pass without having rendered the report.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +31,20 @@ def _load_checker():
 checker = _load_checker()
 
 
+def browser_required() -> bool:
+    """Whether a missing Chromium fails the render tests (``FORGETLAB_REQUIRE_BROWSER`` set, not 0)."""
+    return os.environ.get("FORGETLAB_REQUIRE_BROWSER", "") not in ("", "0")
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     found = checker.find_chromium()
     if found is None:
-        pytest.skip("no Chromium binary (FORGETLAB_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser or google-chrome "
-                    "on PATH); install one (Debian: apt-get install chromium) to run the render check")
+        message = ("no Chromium binary (FORGETLAB_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser or google-chrome "
+                   "on PATH); install one (Debian: apt-get install chromium) to run the render check")
+        if browser_required():
+            pytest.fail(f"{message}; FORGETLAB_REQUIRE_BROWSER is set, so this is an error", pytrace=False)
+        pytest.skip(message)
     return found
 
 
@@ -60,3 +73,11 @@ def test_script_exit_codes(tmp_path, chromium):
     no_marker.write_text(path.read_text().replace('setAttribute("data-rendered"', 'setAttribute("data-other"'))
     failed = subprocess.run([sys.executable, str(SCRIPT), str(no_marker)], capture_output=True, text=True, timeout=300)
     assert failed.returncode == 1 and "data-rendered" in failed.stderr
+
+
+def test_missing_browser_fails_when_required(tmp_path):
+    """With FORGETLAB_REQUIRE_BROWSER (as in CI) and no Chromium the render tests fail instead of skipping."""
+    env = dict(os.environ, FORGETLAB_CHROMIUM=str(tmp_path / "no-chromium"), FORGETLAB_REQUIRE_BROWSER="1")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_check_catches_a_broken_image"]
+    run = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "1 error" in run.stdout and "FORGETLAB_REQUIRE_BROWSER is set" in run.stdout, run.stdout

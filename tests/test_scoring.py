@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from forgetlab.data.types import MCDoc
 from forgetlab.models import ModelSpec, load_model
-from forgetlab.scoring import MCScore, ScoredRequest, Scorer, encode_pair, resolve_max_length, score_mc
+from forgetlab.scoring import MCScore, ScoredRequest, Scorer, _tree_row, encode_pair, resolve_max_length, score_mc
 
 LONG = "The quick brown fox jumps over the lazy dog. " * 7  # ~300 byte tokens
 
@@ -104,12 +105,19 @@ def test_padding_does_not_change_results(tiny):
 
 
 def test_shared_continuation_prefixes_and_one_token_conts(tiny):
-    """A context with conts sharing prefixes (tree) and one-token conts, all against brute force."""
+    """Continuations of one context that branch at several depths of the prefix tree (the tree holds all
+    but each one's last token), share whole paths, or are one token long, all against brute force."""
     model, tokenizer = tiny
-    conts = [" a", " ab", " abc", " abd", " b", " abc d e", "x"]
+    conts = [" abc d", " abx y", " abc e", " abc", " ab", " q r s", " qz w", "x", "q"]
     requests = [("Pick one:", c) for c in conts]
-    results = Scorer(model, tokenizer, batch_size=2, progress=False).loglikelihood(requests)
-    for request, result in zip(requests, results):
+    ctx = encode_pair(tokenizer, *requests[0])[0]
+    row = _tree_row(ctx, [(tuple(encode_pair(tokenizer, *r)[1]), j) for j, r in enumerate(requests)])
+    children = Counter(row.parents[len(ctx):])
+    assert sorted(n for n in children.values() if n > 1) == [2, 2, 2]  # after " ", " ab" and " q": a tree, not one chain
+    assert row.positions != list(range(len(row.tokens)))  # siblings share a depth
+    scorer = Scorer(model, tokenizer, batch_size=2, progress=False)
+    assert scorer.prefix_sharing
+    for request, result in zip(requests, scorer.loglikelihood(requests)):
         assert result.logprob == pytest.approx(brute_force(model, tokenizer, *request)[0], abs=1e-4)
 
 

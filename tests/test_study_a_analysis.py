@@ -23,6 +23,13 @@ BASE = {
     "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
     "analysis": {"probes": True, "probe_layers": [1, -1], "probe_cs": [0.1, 1.0], "layer": -1},
 }
+# With these the tiny model learns synth_compare (acc_FT 0.8, 95 % CI [0.66, 0.88], acc_PT 0.4) but not
+# synth_arith (0.375 [0.25, 0.52] vs 0.375); it forgets with flipped labels.
+LEARNS_ONE = {
+    "data": {"finetune_size": 128, "forget_size": 8, "validation_size": 8, "test_size": 40},
+    "finetune": {"lr": 1e-2, "epochs": 4, "batch_size": 8, "eval_every": 16, "loss": "choice"},
+    "forget": {"lr": 1e-2, "epochs": 2, "batch_size": 4, "eval_every": 2, "method": "flipped_label"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +63,14 @@ def test_across_task_correlations_cover_every_predictor(study):
     _, summary = study
     correlations = summary["analysis"]["correlations"]
     assert set(correlations) >= {"difficulty", "confidence_pretrained", "confidence_finetuned", "hidden_variance"}
-    assert all(c["n"] == 2 and c["pearson_r"] is None for c in correlations.values())  # 2 tasks: undefined
+    # 16 fine-tuning items and 12 test items: neither task is learned (acc_FT's interval is not above
+    # chance and acc_PT), so neither has a ratio and neither counts in the correlations
+    tasks = summary["tasks"]
+    for row in tasks.values():
+        assert row["acc_finetuned_ci"][0] <= max(0.5, row["acc_pretrained"])
+        assert row["category"] == "not_learned" and row["forget_ratio"] is None and not row["learned"]
+    assert summary["analysis"]["excluded"] == list(tasks)
+    assert all(c["n"] == 0 and c["pearson_r"] is None and c["excluded"] == list(tasks) for c in correlations.values())
 
 
 def test_order_steps_match_the_trajectories(study):
@@ -86,7 +100,7 @@ def test_probes_sweep_the_asked_layers_for_each_model(study):
 
 
 def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
-    raw = dict(BASE, experiment="cross_task", analysis={"probes": False, "layer": 0.5})
+    raw = dict(BASE, experiment="cross_task", analysis={"probes": False, "layer": 0.5}, **LEARNS_ONE)
     sweep = run_experiment(build_config(raw), tmp_path)
     summary = json.loads((sweep.dir / "summary.json").read_text())
     matrix = summary["crosstask"]
@@ -94,12 +108,27 @@ def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
     for b in tasks:
         assert matrix["reference"][b] == tasks[b]["acc_finetuned"]
         assert matrix["accuracy"][b][b] == tasks[b]["acc_forget_test"]
+    learned, unlearned = tasks["synth_compare"], tasks["synth_arith"]
+    assert learned["acc_finetuned_ci"][0] > max(0.5, learned["acc_pretrained"]) and learned["learned"]
+    assert unlearned["acc_finetuned_ci"][0] <= max(0.5, unlearned["acc_pretrained"]) and not unlearned["learned"]
+    ft, f = learned["acc_finetuned"], learned["acc_forget_test"]
+    assert learned["forget_ratio"] == pytest.approx((ft - f) / (2 * ft - 1)) and ft != f  # flipped labels
+    assert learned["category"] != "not_learned"
+    assert unlearned["category"] == "not_learned" and unlearned["forget_ratio"] is None
+    # the task not learned: no column in the matrix, no place in the predictor correlations
+    assert matrix["not_learned"] == ["synth_arith"]
+    assert matrix["forget_ratio"]["synth_compare"]["synth_arith"] is None and matrix["forget_ratio"]["synth_arith"]["synth_arith"] is None
+    assert summary["analysis"]["excluded"] == ["synth_arith"]
+    assert all(c["tasks"] == ["synth_compare"] for c in summary["analysis"]["correlations"].values())
     store = RunStore(tmp_path)
+    scored = store.find(summary["cells"]["synth_arith"]["synth_compare"]).summary()
+    ref, acc = matrix["reference"]["synth_compare"], scored["acc_eval_test"]
+    assert matrix["forget_ratio"]["synth_arith"]["synth_compare"] == pytest.approx((ref - acc) / (ref - 0.5))  # vs chance
+    assert scored["forget_ratio"] == pytest.approx((ref - acc) / (2 * ref - 1))  # the cell's own: flipped formula
     cell = store.find(summary["cells"]["synth_compare"]["synth_arith"])
     cell_summary = cell.summary()
     assert cell_summary["forget_task"] == "synth_compare" and cell_summary["eval_task"] == "synth_arith"
-    ref, acc = matrix["reference"]["synth_arith"], cell_summary["acc_eval_test"]
-    assert matrix["forget_ratio"]["synth_compare"]["synth_arith"] == pytest.approx((ref - acc) / (ref - 0.5))
+    assert cell_summary["forget_ratio"] is None  # its evaluation task was not learned
     assert not (cell.dir / "stages" / "forgotten.safetensors").exists()
     assert sorted(matrix["row_order"]) == sorted(tasks)
     assert (sweep.dir / "report.html").is_file() and not (cell.dir / "report.html").exists()
@@ -144,8 +173,10 @@ def test_variants_are_configuration_only(tmp_path):
     run = run_experiment(build_config(raw), tmp_path)
     task = json.loads((run.dir / "summary.json").read_text())["tasks"]["synth_compare"]
     assert task["sizes"]["forget"] == 12
-    ft, f = task["acc_finetuned"], task["acc_forget_test"]
-    assert task["forget_ratio"] == pytest.approx((ft - f) / (2 * ft - 1))
+    # the tiny LoRA model does not learn the task: no ratio (the flipped formula on a learned task is
+    # checked in test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell)
+    assert task["acc_finetuned_ci"][0] <= max(0.5, task["acc_pretrained"])
+    assert task["category"] == "not_learned" and task["forget_ratio"] is None
     # Flipped labels are always the wrong answer: accuracy on them is 1 − accuracy on the true labels.
     assert task["acc_forget_train_labels"] == pytest.approx(1 - task["acc_forget_train"])
     saved = load_file(str(run.dir / "stages" / "synth_compare" / "forgotten.safetensors"))

@@ -183,10 +183,12 @@ def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path)
     assert other.summary()["metrics"]["start"] == summary["metrics"]["start"]
 
 
-def _tiny():
-    from forgetlab.models import load_model
+def _tiny(lora=False):
+    """The run's model before unlearning (with LoRA: the adapters as seeded by the run, seed 0)."""
+    from forgetlab.models import LoraSpec, ModelSpec, load_model
 
-    return load_model("tiny-llama")[0]
+    torch.manual_seed(0)
+    return load_model(ModelSpec(name="tiny-llama", lora=LoraSpec(r=2, alpha=4) if lora else None))[0]
 
 
 def _sets(run):
@@ -227,7 +229,7 @@ def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, 
 
 @pytest.mark.parametrize("method, options, lora", [
     ("grad_diff", {"retain_loss": "kl"}, False), ("idk", {}, True), ("idk_dpo", {"beta": 0.5}, True),
-    ("rmu", {"layer": 1, "steering_coeff": 4.0}, True), ("rmu", {"layer": 0}, False),
+    ("rmu", {"layer": 1, "steering_coeff": 4.0}, True), ("rmu", {"layer": 1}, False),
 ])
 def test_every_method_runs_and_records(tmp_path, method, options, lora):
     raw = raw_config(method, options=options, max_steps=1, eval_every=1)
@@ -236,19 +238,34 @@ def test_every_method_runs_and_records(tmp_path, method, options, lora):
     raw["sets"]["forget"]["size"] = 4
     raw["eval"]["extraction"] = False
     raw["mia"] = {"bootstrap": 0, "attacks": ["loss"]}
-    if method == "rmu" and not lora:
-        raw["forget"]["trainable"] = r"layers\.0\.mlp\."  # WMDP trains only a few MLPs
     run = run_experiment(build_config(raw), tmp_path)
     summary = run.summary()
     kept = load_file(str(run.dir / "stages" / "unlearn" / "final.safetensors"))
     assert all("lora_" in k for k in kept) if lora else len(kept) == len(list(train.trainable_state(_tiny())))
-    if method == "rmu" and not lora:  # only the matching parameters moved; all are kept
-        start = dict(_tiny().named_parameters())
-        moved = {k for k, v in kept.items() if not torch.equal(v, start[k])}
-        assert moved and all(".layers.0.mlp." in k for k in moved)
+    if method == "rmu":  # RMU's default: only the mlp.down_proj weights of layers ℓ−2..ℓ = 0, 1 move
+        # (with LoRA their adapters; lora_A gets no gradient while lora_B is still 0 at the first step)
+        prefix, suffix = ("base_model.model.model", ".lora_B.default.weight") if lora else ("model", ".weight")
+        assert moved(kept, lora) == {f"{prefix}.layers.{i}.mlp.down_proj{suffix}" for i in (0, 1)}
     assert summary["steps"] == 1 and summary["selected_step"] == 1
     assert summary["final"]["forget_loss"] != summary["start"]["forget_loss"]
     assert set(summary["metrics"]["final"]) == set(metric_names(build_config(raw)))
+
+
+def moved(kept, lora=False):
+    """Names of the kept tensors that differ from the freshly loaded model's."""
+    start = dict(_tiny(lora).named_parameters())
+    return {k for k, v in kept.items() if not torch.equal(v, start[k])}
+
+
+def test_trainable_regex_overrides_the_method_default(tmp_path):
+    raw = raw_config("rmu", options={"layer": 1}, max_steps=1, eval_every=1, trainable=r"layers\.0\.mlp\.(up|gate)_proj")
+    raw["sets"]["forget"]["size"] = 4
+    raw["eval"]["extraction"] = False
+    raw["mia"] = {"bootstrap": 0, "attacks": ["loss"]}
+    run = run_experiment(build_config(raw), tmp_path)
+    assert moved(load_file(str(run.dir / "stages" / "unlearn" / "final.safetensors"))) == {
+        "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.gate_proj.weight"
+    }
 
 
 def test_killed_unlearning_resumes_identically(tmp_path, monkeypatch):
@@ -292,3 +309,15 @@ def _close(a, b):
     if isinstance(a, float):
         return a == pytest.approx(b, abs=1e-5)
     return a == b
+
+
+def test_rmu_default_with_lora_needs_adapters_on_down_proj():
+    """Under LoRA RMU trains the down_proj adapters; adapters elsewhere only leave nothing to train (an error)."""
+    from forgetlab.experiments.unlearn import ForgetMethodSpec, _restrict_trainable, build_method, trainable_pattern
+    from forgetlab.models import LoraSpec, ModelSpec, load_model
+
+    model, _ = load_model(ModelSpec(name="tiny-llama", lora=LoraSpec(r=2, alpha=4, target_modules=["q_proj", "v_proj"])))
+    spec = ForgetMethodSpec(method="rmu", options={"layer": 1})
+    pattern, origin = trainable_pattern(spec, build_method(spec), model)
+    with pytest.raises(ValueError, match="method rmu's default trainable parameters .* matches no trainable parameter"):
+        _restrict_trainable(model, pattern, origin)

@@ -7,6 +7,7 @@ all checked; sign tests take one gradient step and look at what moved.
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -14,8 +15,11 @@ import torch
 from forgetlab.data.types import MCDoc
 from forgetlab.methods import METHODS, Batch
 from forgetlab.methods.base import sequence_logprobs
-from forgetlab.methods.rmu import control_vector
-from forgetlab.models import ModelSpec, load_model
+from forgetlab.methods.rmu import control_vector, layer_activations
+from forgetlab.methods.simnpo import simnpo_loss
+from forgetlab.models import LoraSpec, ModelSpec, load_model
+
+PAIRWISE = {"idk_dpo": {"loss": "choice"}}  # constructor options a method needs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,17 +135,44 @@ def test_npo_matches_its_formula(models):
     assert value(with_retain, model, forget, retain_batch()) == pytest.approx(expected, abs=1e-4)
 
 
+def uneven_batch():
+    # answers of 3 tokens (row 0) and 1 token (row 1): a per-token average differs from a per-row one
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, 7, 8, 9], [-100, -100, -100, 13, -100]])
+    return Batch(ids, mask, labels, torch.tensor([0]), n_choices=1)
+
+
+def hand_simnpo(lp, n, beta, gamma):
+    return -(2 / beta) * sum(log_sigmoid(-(beta / k) * a - gamma) for a, k in zip(lp, n)) / len(lp)
+
+
+def test_simnpo_loss_by_hand():
+    """log π = (−2, −6) over (2, 3) tokens, β = 2, γ = 1: σ arguments 1 and 3, so
+    L = (log(1 + e^−1) + log(1 + e^−3)) / 2."""
+    expected = (math.log1p(math.exp(-1)) + math.log1p(math.exp(-3))) / 2
+    assert expected == pytest.approx(0.18092452, abs=1e-8)
+    got = simnpo_loss(torch.tensor([-2.0, -6.0]), torch.tensor([2, 3]), beta=2.0, gamma=1.0).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_simnpo_matches_its_formula(models):
+    """On the tiny model at β = 0.3, γ = 1 the σ arguments are near 0, so the loss is O(1) and
+    γ's sign, the length normalisation and the 2/β factor each move it by far more than the tolerance."""
     model, _ = models
-    forget = forget_batch()
+    forget = uneven_batch()
     lp, n = hand_logprobs(model, forget)
-    beta, gamma = 2.5, 0.3
-    expected = -(2 / beta) * sum(log_sigmoid(-(beta / k) * a - gamma) for a, k in zip(lp, n)) / len(lp)
+    assert n == [3, 1]
+    beta, gamma = 0.3, 1.0
+    expected = hand_simnpo(lp, n, beta, gamma)
+    assert 1.0 < expected < 10.0
+    assert abs(hand_simnpo(lp, n, beta, -gamma) - expected) > 1.0  # γ with the wrong sign
+    assert abs(hand_simnpo(lp, [1, 1], beta, gamma) - expected) > 1.0  # no length normalisation
     method = make("simnpo", beta=beta, gamma=gamma)
     assert not method.needs_reference and not method.needs_retain
-    assert value(method, model, forget) == pytest.approx(expected, abs=1e-5)
+    assert value(method, model, forget) == pytest.approx(expected, rel=1e-5)
     retained = make("simnpo", beta=beta, gamma=gamma, retain_weight=1.0)
-    assert value(retained, model, forget, retain_batch()) == pytest.approx(expected + hand_nll(model, retain_batch()), abs=1e-5)
+    assert value(retained, model, forget, retain_batch()) == pytest.approx(expected + hand_nll(model, retain_batch()), rel=1e-5)
 
 
 def test_idk_refusals_and_loss(models):
@@ -178,28 +209,71 @@ def test_idk_dpo_matches_its_formula(models):
     assert method.pair_targets("x", " Rome", 0)[0][0] == " Rome" and method.pair_targets("x", " Rome", 0)[1] == 1
 
 
-def test_rmu_matches_its_formula(models):
+def layer_outputs(model, batch, layer):
+    """Decoder layer ``layer``'s own output at each row's labelled positions, from a hook of this test on
+    unpadded single-row passes (WMDP's ``forward_with_cache``), and the model's ``hidden_states[layer + 1]``."""
+    outputs, states = [], []
+    for r in range(batch.input_ids.shape[0]):
+        length = int(batch.attention_mask[r].sum())
+        seen = []
+        handle = model.model.layers[layer].register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+        with torch.no_grad():
+            hidden = model(input_ids=batch.input_ids[r, :length][None], output_hidden_states=True).hidden_states
+        handle.remove()
+        positions = [p for p in range(length) if batch.labels[r, p] != -100]
+        outputs += [seen[0][0, p] for p in positions]
+        states += [hidden[layer + 1][0, p] for p in positions]
+    return torch.stack(outputs).double(), torch.stack(states).double()
+
+
+@pytest.mark.parametrize("layer", [0, 1])  # the tiny model has 2 layers: 1 is the last
+def test_rmu_matches_its_formula(models, layer):
     model, reference = models
     forget, retain = forget_batch(), retain_batch()
-    layer, c, alpha = 0, 3.0, 10.0
+    c, alpha = 3.0, 10.0
     method = make("rmu", reference, layer=layer, steering_coeff=c, alpha=alpha, seed=4)
-
-    def hidden(m, batch):
-        vectors = []
-        for r in range(batch.input_ids.shape[0]):
-            length = int(batch.attention_mask[r].sum())
-            with torch.no_grad():
-                states = m(input_ids=batch.input_ids[r, :length][None], output_hidden_states=True).hidden_states
-            vectors += [states[layer + 1][0, p] for p in range(length) if batch.labels[r, p] != -100]
-        return torch.stack(vectors).double()
-
     u = control_vector(model.config.hidden_size, 4, 1.0).double()
     assert u.norm().item() == pytest.approx(1.0) and (u >= 0).all()
-    forget_mse = ((hidden(model, forget) - c * u) ** 2).mean().item()
-    retain_mse = ((hidden(model, retain) - hidden(reference, retain)) ** 2).mean().item()
+    forget_mse = ((layer_outputs(model, forget, layer)[0] - c * u) ** 2).mean().item()
+    retain_mse = ((layer_outputs(model, retain, layer)[0] - layer_outputs(reference, retain, layer)[0]) ** 2).mean().item()
     assert value(method, model, forget, retain) == pytest.approx(forget_mse + alpha * retain_mse, rel=1e-5)
     with pytest.raises(ValueError, match="out of range"):
         value(make("rmu", reference, layer=5), model, forget, retain)
+
+
+def test_rmu_reads_the_last_layer_before_the_final_norm(models):
+    """For the last layer, Hugging Face's ``hidden_states[-1]`` is ``norm(layer output)``; RMU reads the
+    layer's own output (as WMDP's forward hook does). Earlier layers' outputs are ``hidden_states[ℓ + 1]``."""
+    model, _ = models
+    batch = forget_batch()
+    with torch.no_grad():
+        last = layer_activations(model, batch, 1).double()
+        first = layer_activations(model, batch, 0).double()
+    output, normed = layer_outputs(model, batch, 1)
+    assert torch.allclose(last, output, atol=1e-5)
+    assert torch.allclose(model.model.norm(last.float()).double(), normed, atol=1e-5)
+    assert (last - normed).abs().max().item() > 0.1  # the normed state is a different tensor
+    assert torch.allclose(first, layer_outputs(model, batch, 0)[1], atol=1e-5)
+
+
+def test_rmu_trains_only_the_published_parameters_by_default():
+    """WMDP / OpenUnlearning: the ``mlp.down_proj`` weights of layers ℓ−2..ℓ (their LoRA adapters under LoRA)."""
+    model, _ = load_model(ModelSpec(name="tiny-llama", tiny={"num_hidden_layers": 4}))
+    lora, _ = load_model(ModelSpec(name="tiny-llama", tiny={"num_hidden_layers": 4}, lora=LoraSpec(r=2, alpha=4)))
+
+    def matched(method, m):
+        pattern = re.compile(method.default_trainable(m))
+        return {n for n, p in m.named_parameters() if p.requires_grad and pattern.search(n)}
+
+    assert matched(make("rmu", layer=3), model) == {f"model.layers.{i}.mlp.down_proj.weight" for i in (1, 2, 3)}
+    assert matched(make("rmu", layer=1), model) == {f"model.layers.{i}.mlp.down_proj.weight" for i in (0, 1)}
+    assert matched(make("rmu", layer=2), lora) == {
+        f"base_model.model.model.layers.{i}.mlp.down_proj.lora_{ab}.default.weight" for i in (0, 1, 2) for ab in "AB"
+    }
+    with pytest.raises(ValueError, match="out of range"):
+        make("rmu", layer=4).default_trainable(model)
+    others = [name for name in METHODS.names() if name != "rmu"]
+    assert others and all(METHODS.get(name)(**PAIRWISE.get(name, {})).default_trainable(model) is None for name in others)
 
 
 # --------------------------------------------------------------------------- masking, signs, options

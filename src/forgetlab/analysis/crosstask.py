@@ -3,7 +3,8 @@
 ``cell[A][B] = (reference[B] − accuracy[A][B]) / (reference[B] − chance)``, where ``reference[B]`` is the
 accuracy on B of the model fine-tuned on B and ``accuracy[A][B]`` the accuracy on B after that model forgot
 A (1 = B fully forgotten, 0 = untouched; unclipped). The cell is None when ``reference[B] − chance < guard``
-(nothing above chance to forget).
+(nothing above chance to forget) and in the whole column of a task B that was not learned (its Study A
+category is ``not_learned``: acc_FT not above chance and acc_PT by its interval); those are listed.
 
 Rows (forgetting task A) and columns (evaluation task B) are ordered by UPGMA clustering (average linkage,
 Euclidean distance). A two-way ANOVA decomposition without replication says how much of the matrix's
@@ -31,13 +32,17 @@ def _ratio(reference: float | None, accuracy: float | None, chance: float, guard
 
 
 def forget_ratio_matrix(reference: dict[str, float], accuracy: dict[str, dict[str, float]], *,
-                        chance: float = CHANCE, guard: float = GUARD) -> dict[str, dict[str, float | None]]:
+                        chance: float = CHANCE, guard: float = GUARD,
+                        not_learned: Sequence[str] = ()) -> dict[str, dict[str, float | None]]:
     """``cell[A][B]``, the forget ratio of evaluation task B after forgetting task A, for every measured pair.
 
-    None when B has no reference, the accuracy is None, or ``reference[B] − chance < guard``.
+    None when B has no reference, the accuracy is None, ``reference[B] − chance < guard``, or B is in
+    ``not_learned``.
     """
+    unlearned = set(not_learned)
     return {
-        a: {b: _ratio(optional_float(reference.get(b)), optional_float(acc), chance, guard) for b, acc in row.items()}
+        a: {b: None if b in unlearned else _ratio(optional_float(reference.get(b)), optional_float(acc), chance, guard)
+            for b, acc in row.items()}
         for a, row in accuracy.items()
     }
 
@@ -99,17 +104,18 @@ def variance_explained(matrix: np.ndarray) -> dict[str, float | None]:
 
 
 def crosstask_summary(reference: dict[str, float], accuracy: dict[str, dict[str, float]], tasks: Sequence[str], *,
-                      chance: float = CHANCE, guard: float = GUARD) -> dict[str, Any]:
+                      chance: float = CHANCE, guard: float = GUARD, not_learned: Sequence[str] = ()) -> dict[str, Any]:
     """Everything the report shows about the cross-task matrix, rows and columns in the order of ``tasks``.
 
-    Returns ``{"tasks", "reference", "accuracy", "forget_ratio", "row_order", "col_order",
+    Returns ``{"tasks", "reference", "accuracy", "forget_ratio", "not_learned", "row_order", "col_order",
     "variance_explained"}``: the inputs restricted to ``tasks`` (None where unmeasured), the forget-ratio
-    matrix, the UPGMA orders as task names, and :func:`variance_explained`.
+    matrix (None in the columns of ``not_learned`` tasks, listed in ``tasks`` order), the UPGMA orders
+    as task names, and :func:`variance_explained`.
     """
     tasks = list(tasks)
     ref = {b: optional_float(reference.get(b)) for b in tasks}
     acc = {a: {b: optional_float(accuracy.get(a, {}).get(b)) for b in tasks} for a in tasks}
-    ratios = forget_ratio_matrix(ref, acc, chance=chance, guard=guard)
+    ratios = forget_ratio_matrix(ref, acc, chance=chance, guard=guard, not_learned=not_learned)
     matrix = np.array([[np.nan if ratios[a][b] is None else ratios[a][b] for b in tasks] for a in tasks], dtype=float)
     row_order, col_order = cluster_order(matrix) if tasks else ([], [])
     return {
@@ -117,6 +123,7 @@ def crosstask_summary(reference: dict[str, float], accuracy: dict[str, dict[str,
         "reference": ref,
         "accuracy": acc,
         "forget_ratio": ratios,
+        "not_learned": [b for b in tasks if b in set(not_learned)],
         "row_order": [tasks[i] for i in row_order],
         "col_order": [tasks[i] for i in col_order],
         "variance_explained": variance_explained(matrix.reshape(len(tasks), len(tasks))),

@@ -125,15 +125,18 @@ def _paired(per_task: dict[str, dict[str, Any]], predictor: str, target: str) ->
 
 def predictor_correlations(per_task: dict[str, dict[str, Any]], target: str = "forget_ratio",
                            predictors: Sequence[str] = DEFAULT_PREDICTORS, *, n_resamples: int = 2000,
-                           seed: int = 0) -> dict[str, dict[str, Any]]:
+                           seed: int = 0, exclude: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Across tasks, :func:`~forgetlab.analysis.stats.correlation` of each predictor with ``target``.
 
     ``per_task`` maps a task name to its numbers (``{"forget_ratio": ..., "difficulty": ..., ...}``). Tasks
-    whose target or predictor is missing, None or NaN are skipped for that predictor; each result also
-    carries ``"tasks"``, the task names used (in ``per_task``'s order).
+    named in ``exclude`` (e.g. not learned) never count; tasks whose target or predictor is missing, None
+    or NaN are skipped for that predictor. Each result also carries ``"tasks"``, the task names used (in
+    ``per_task``'s order), and ``"excluded"``, those of ``per_task`` left out by ``exclude``.
     """
+    left_out = [task for task in per_task if task in set(exclude)]
+    kept = {task: row for task, row in per_task.items() if task not in left_out}
     out = {}
     for predictor in predictors:
-        tasks, x, y = _paired(per_task, predictor, target)
-        out[predictor] = {**correlation(x, y, n_resamples=n_resamples, seed=seed), "tasks": tasks}
+        tasks, x, y = _paired(kept, predictor, target)
+        out[predictor] = {**correlation(x, y, n_resamples=n_resamples, seed=seed), "tasks": tasks, "excluded": left_out}
     return out

@@ -5,6 +5,8 @@ its analyses, and each task's fine-tuned weights), then one ``cross_task_cell`` 
 A ≠ B: the model fine-tuned on B forgets A's forget set (the same random labels as A's own run) and
 is scored on B's test split. Cell (A, B) is B's forget ratio relative to the model fine-tuned on B,
 ``(acc_FT(B) − acc(B after forgetting A)) / (acc_FT(B) − 0.5)``; the diagonal is the per-task run.
+A task B that its Study A run flagged ``not_learned`` has no ratio: its column is None and it is listed
+(``crosstask.not_learned``; each of its cells' own ``forget_ratio`` is None too).
 Every cell is its own run in the catalog, so a killed sweep resumes without redoing finished cells.
 Matrix cells are always measured against chance (0.5), also for ``flipped_label`` forgetting, where a
 task pushed all the way to the wrong answers scores 2 (each cell run's own ``forget_ratio`` uses the
@@ -34,7 +36,7 @@ from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.experiments.base import EXPERIMENTS, Inputs, run_experiment
 from forgetlab.methods import METHODS
-from forgetlab.metrics.forgetting import accuracy, forget_ratio
+from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, forget_ratio
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, score_mc
 from forgetlab.store import Run
@@ -105,6 +107,7 @@ class CrossTask:
                 forget_fit[a][b] = cell_summary["acc_forget_train_labels"]
                 cells[a][b] = cell.id
         reference = {b: per_task[b]["acc_finetuned"] for b in names}
+        not_learned = [b for b in names if per_task[b].get("category") == NOT_LEARNED]
         if accelerator.is_main_process and (base.dir / "plots").is_dir():
             shutil.copytree(base.dir / "plots", run.dir / "plots", dirs_exist_ok=True)  # trajectories, for the report
         return {
@@ -113,7 +116,7 @@ class CrossTask:
             "model": config.model.name,
             "study_a_run": base.id,
             "cells": cells,
-            "crosstask": dict(crosstask_summary(reference, accuracy_after, names), forget_fit=forget_fit),
+            "crosstask": dict(crosstask_summary(reference, accuracy_after, names, not_learned=not_learned), forget_fit=forget_fit),
             "tasks": base_summary["tasks"],
             **({"analysis": base_summary["analysis"]} if "analysis" in base_summary else {}),
         }
@@ -181,10 +184,18 @@ class CrossTaskCell:
             "acc_eval_test": acc_test,
             "acc_forget_train": accuracy([s.correct for s in fit]),
             "acc_forget_train_labels": accuracy([s.pred == d.gold for s, d in zip(fit, trained_on)]),
-            "forget_ratio": forget_ratio(acc_ft, acc_test, flipped=config.forget.method == "flipped_label"),
+            "forget_ratio": cell_forget_ratio(reference, acc_test, flipped=config.forget.method == "flipped_label"),
             "steps": payload["steps"],
             "losses": payload["losses"],
         }
+
+
+def cell_forget_ratio(reference: dict[str, Any], acc_test: float, *, flipped: bool) -> float | None:
+    """A cell's own forget ratio of its evaluation task, from that task's Study A result ``reference``
+    (its ``acc_finetuned``); None when the task was not learned there (category ``not_learned``)."""
+    if reference.get("category") == NOT_LEARNED:
+        return None
+    return forget_ratio(reference["acc_finetuned"], acc_test, flipped=flipped)
 
 
 def _prepared(source: Path, task: str) -> PreparedTask:

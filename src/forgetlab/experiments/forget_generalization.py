@@ -25,7 +25,7 @@ from forgetlab.analysis.predictors import predictor_correlations
 from forgetlab.experiments import study_a_analysis
 from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS
-from forgetlab.metrics.forgetting import accuracy, task_outcome
+from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, task_outcome
 from forgetlab.metrics.stats import bootstrap_ci
 from forgetlab.models import load_model, model_depth
 from forgetlab.report.plots import plot_trajectories
@@ -73,19 +73,22 @@ EXPERIMENTS.register("forget_generalization")(ForgetGeneralization())
 
 
 def across_tasks(tasks: dict[str, dict[str, Any]], config: ForgetGeneralizationConfig) -> dict[str, Any]:
-    """Correlation of each task-level predictor with the forget ratio, across the run's tasks."""
+    """Correlation of each task-level predictor with the forget ratio, across the run's tasks; tasks
+    that were not learned are left out and listed in ``excluded``."""
     per_task = {
         name: dict(row["predictors"], forget_ratio=row.get("forget_ratio"))
         for name, row in tasks.items()
         if row.get("predictors")
     }
+    excluded = [name for name, row in tasks.items() if row.get("category") == NOT_LEARNED]
     correlations = predictor_correlations(
         per_task,
         predictors=("difficulty", "confidence_pretrained", "confidence_finetuned", "hidden_variance", "hidden_variance_pretrained"),
         n_resamples=config.eval.bootstrap,
         seed=config.seed,
+        exclude=excluded,
     )
-    return {"target": "forget_ratio", "correlations": correlations}
+    return {"target": "forget_ratio", "correlations": correlations, "excluded": excluded}
 
 
 class TaskRunner:
@@ -317,6 +320,7 @@ class TaskRunner:
             rules=self.config.classify,
             flipped=self.config.forget.method == "flipped_label",
             acc_forget_train_labels=metric("forgotten", "forget", "acc_train_labels"),
+            finetuned_ci=_interval(results["finetuned"], "test"),
         )
         summary = outcome.to_dict()
         for stage, label in (("pretrained", "pretrained"), ("finetuned", "finetuned"), ("forgotten", "forget_test")):

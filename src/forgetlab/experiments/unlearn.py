@@ -173,7 +173,10 @@ class ForgetMethodSpec(OptimSpec):
     lr: float = Field(1e-5, gt=0)
     max_steps: int | None = Field(10, gt=0)
     eval_every: int = Field(5, ge=1, description="evaluate every N optimizer steps (and before and after)")
-    trainable: str | None = Field(None, description="regex: train only parameters whose name matches (e.g. RMU's layers)")
+    trainable: str | None = Field(
+        None, description="regex: train only parameters whose name matches (default: the method's own choice — "
+        "every parameter, or for RMU the mlp.down_proj weights of layers ℓ−2..ℓ)",
+    )
 
     @field_validator("trainable")
     @classmethod
@@ -811,10 +814,11 @@ class UnlearnRunner:
         """Unlearn with the configured method, evaluating and selecting along the way."""
         self._load(learned=self.config.learn is not None)
         spec, seed = self.config.forget, self.config.seed
-        if spec.trainable is not None:
-            self._saved_names = set(trainable_state(self.model))
-            _restrict_trainable(self.model, spec.trainable)
         method = build_method(spec)
+        pattern, origin = trainable_pattern(spec, method, self.model)
+        if pattern is not None:
+            self._saved_names = set(trainable_state(self.model))
+            _restrict_trainable(self.model, pattern, origin)
         max_length = model_max_length(self.model)
         forget_items = training_items(self.tokenizer, sets["forget"], method, seed, max_length)
         retain_items = training_items(self.tokenizer, sets["retain"], None, seed, max_length) if "retain" in sets else None
@@ -901,7 +905,15 @@ def _gathered(found: dict[int, Any]) -> dict[int, Any]:
     return merged
 
 
-def _restrict_trainable(model: torch.nn.Module, pattern: str) -> None:
+def trainable_pattern(spec: ForgetMethodSpec, method: Method, model: torch.nn.Module) -> tuple[str | None, str]:
+    """The regex of the parameters to unlearn with (``forget.trainable`` if set, else the method's
+    default; None: all) and where it came from, for error messages."""
+    if spec.trainable is not None:
+        return spec.trainable, "forget.trainable"
+    return method.default_trainable(model), f"method {method.name}'s default trainable parameters (set forget.trainable)"
+
+
+def _restrict_trainable(model: torch.nn.Module, pattern: str, origin: str = "forget.trainable") -> None:
     """Freeze every trainable parameter whose name does not match ``pattern`` (at least one must match)."""
     regex = re.compile(pattern)
     kept = 0
@@ -910,7 +922,7 @@ def _restrict_trainable(model: torch.nn.Module, pattern: str) -> None:
             param.requires_grad_(False)
         kept += int(param.requires_grad)
     if kept == 0:
-        raise ValueError(f"forget.trainable: {pattern!r} matches no trainable parameter")
+        raise ValueError(f"{origin}: {pattern!r} matches no trainable parameter")
 
 
 def _loss_row(stage: str, step: int, loss: float) -> dict[str, Any]:

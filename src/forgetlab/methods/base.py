@@ -88,6 +88,11 @@ class Method:
         self.reduction = reduction
         self.reference: torch.nn.Module | None = None
 
+    def default_trainable(self, model: torch.nn.Module) -> str | None:
+        """Regex (``re.search``) of the parameter names this method trains when the experiment sets no
+        ``forget.trainable``; None: every parameter the model trains (all, or its LoRA adapters)."""
+        return None
+
     def attach_reference(self, reference: torch.nn.Module) -> None:
         """Give the method its frozen reference model (only called when ``needs_reference``)."""
         self.reference = reference.eval().requires_grad_(False)

@@ -42,6 +42,7 @@ CATEGORY_LABELS = {
     "partial": "partial",
     "full": "full",
     "forget_set_not_fit": "forget set not fit",
+    "not_learned": "not learned",
 }
 
 STYLE = """
@@ -61,7 +62,7 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
 pre { background: #f7f7f9; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 .cat-not_generalized { background: #fde8e8; } .cat-partial { background: #fff4d6; } .cat-full { background: #e3f5e1; }
-.cat-forget_set_not_fit { background: #eee; }
+.cat-forget_set_not_fit { background: #eee; } .cat-not_learned { background: #e6ecf7; }
 """
 
 RENDER_MARK = """
@@ -208,7 +209,9 @@ def _behaviour(page: _Page, tasks: dict[str, Any], images: dict[str, dict[str, b
         return
     page.section("behaviour", "Behaviour per task")
     page.add('<p class="muted">Accuracy on the held-out test set unless noted, with 95 % bootstrap CIs. '
-             "forget gap = acc_F − 0.5; forget ratio = (acc_FT − acc_F) / (acc_FT − 0.5), 1 = fully forgotten.</p>")
+             "forget gap = acc_F − 0.5; forget ratio = (acc_FT − acc_F) / (acc_FT − 0.5), 1 = fully forgotten. "
+             "not learned: the fine-tuned accuracy's CI is not above chance and pre-trained, so there is no ratio "
+             "and no category.</p>")
     rows, classes = [], []
     for task, row in tasks.items():
         category = row.get("category")
@@ -256,6 +259,7 @@ def _predictors(page: _Page, summary: dict[str, Any], images: dict[str, dict[str
                 page.interval([*base, "spearman_ci"]),
             ])
         page.table(["predictor", "n", "Pearson r", "p", "95 % CI", "Spearman ρ", "p", "95 % CI"], rows)
+    _listed(page, ["analysis", "excluded"], "Left out of the correlations, not learned")
     if with_values:
         names = predictor_names(summary)
         extra = sorted({k for t in with_values for k in tasks[t]["predictors"]} - set(names))
@@ -265,6 +269,15 @@ def _predictors(page: _Page, summary: dict[str, Any], images: dict[str, dict[str
         page.table(["task", *columns, target], rows)
     for name, png in scatters.items():
         page.figure(png, f"{name} vs {target}")
+
+
+def _listed(page: _Page, parts: list[str], label: str) -> None:
+    """A muted line naming the entries of the list at ``parts`` (nothing when it is absent or empty)."""
+    names = lookup(page.summary, parts)
+    if not isinstance(names, list) or not names:
+        return
+    shown = ", ".join(page.value([*parts, i]) for i in range(len(names)))
+    page.add(f'<p class="muted">{_esc(label)}: {shown}.</p>')
 
 
 def _item_predictors(page: _Page, tasks: dict[str, Any]) -> None:
@@ -367,6 +380,7 @@ def _crosstask(page: _Page, summary: dict[str, Any], images: dict[str, dict[str,
                 page.add(f"<details><summary>{_esc(label)}</summary>")
                 page.table(header, matrix_rows)
                 page.add("</details>")
+    _listed(page, ["crosstask", "not_learned"], "No ratio in the columns of tasks not learned")
     variance = crosstask.get("variance_explained")
     if isinstance(variance, dict) and variance:
         page.add("<h3>Variance explained</h3>")
