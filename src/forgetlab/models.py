@@ -166,14 +166,15 @@ def model_depth(spec: ModelSpec) -> int:
     return int((getattr(config, "text_config", None) or config).num_hidden_layers)
 
 
-def trainable_parameter_names(spec: ModelSpec) -> list[str]:
-    """Names of the parameters training changes (all, or the LoRA adapters), from a weightless copy of the model."""
+def weightless_model(spec: ModelSpec) -> PreTrainedModel:
+    """The model's modules and parameter names (with LoRA adapters if set) on the meta device: no weights
+    are loaded or allocated, so checking a config against a 7B model costs nothing."""
     config = model_config(spec)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
         if spec.lora is not None:
             model = add_lora(model, spec.lora)
-    return [name for name, p in model.named_parameters() if p.requires_grad]
+    return model
 
 
 def model_identity(spec: ModelSpec) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from forgetlab.methods.base import check_options
 from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
 from forgetlab.metrics.mia import ATTACKS, TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.identity import RESULTS_VERSION
-from forgetlab.models import ModelSpec, load_model, model_identity, trainable_parameter_names
+from forgetlab.models import ModelSpec, load_model, model_identity, weightless_model
 from forgetlab.store import Run, atomic_write_json
 from forgetlab.scoring import Scorer, TokenScores, encode_pair
 from forgetlab.train import DivergenceError, EncodedItem, save_state, train_items, trainable_state
@@ -652,13 +652,7 @@ class Unlearn:
             )
         if method.needs_retain and config.sets.retain is None:
             raise ValueError(f"sets.retain: method {method.name} needs a retain set")
-        if config.forget.trainable is not None:
-            names = trainable_parameter_names(config.model)
-            if not any(re.search(config.forget.trainable, name) for name in names):
-                raise ValueError(
-                    f"forget.trainable: {config.forget.trainable!r} matches no trainable parameter of {config.model.name} "
-                    f"(e.g. {', '.join(names[:3])})"
-                )
+        _check_trainable(config, method)
         known = metric_names(config)
         for key in [config.select.objective, *(c.metric for c in config.select.constraints)]:
             if key not in known:
@@ -911,6 +905,18 @@ def trainable_pattern(spec: ForgetMethodSpec, method: Method, model: torch.nn.Mo
     if spec.trainable is not None:
         return spec.trainable, "forget.trainable"
     return method.default_trainable(model), f"method {method.name}'s default trainable parameters (set forget.trainable)"
+
+
+def _check_trainable(config: UnlearnConfig, method: Method) -> None:
+    """Before a run opens: the parameters to unlearn with (``forget.trainable`` or the method's default)
+    exist in the model (checked on a weightless copy)."""
+    model = weightless_model(config.model)
+    pattern, origin = trainable_pattern(config.forget, method, model)
+    if pattern is None:
+        return
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    if not any(re.search(pattern, name) for name in names):
+        raise ValueError(f"{origin}: {pattern!r} matches no trainable parameter of {config.model.name} (e.g. {', '.join(names[:3])})")
 
 
 def _restrict_trainable(model: torch.nn.Module, pattern: str, origin: str = "forget.trainable") -> None:
