@@ -145,6 +145,8 @@ CASES = [
     Case("unsafe run name", lambda t: _run(t, _recipe(t), "name=../../x"), "field 'name': Value error, run name '../../x' is not a safe run name"),
     Case("absolute run name", lambda t: _run(t, _recipe(t), f"name={t}/x"), f"is not a safe run name"),
     # 8
+    Case("show with SQL wildcards", lambda t: ["show", "t%", "--runs-dir", str(t / "runs")], "run 't%': expected one match",
+         before_run=False, setup=lambda t, mp: _finished_run(t)),
     Case("list of a runs directory that does not exist", lambda t: ["list", "--runs-dir", str(t / "typo")], "typo: not a runs directory (no catalog.sqlite)"),
     Case("test_size larger than the data", lambda t: _run(t, _recipe(t), "data.test_size=100000"),
          "data.validation_size 8 + data.test_size 100000 ask for more than the 500 evaluation items", before_run=False),
