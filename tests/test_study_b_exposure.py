@@ -117,9 +117,65 @@ def test_rank_and_extrapolated_agree_inside_the_distribution():
 def test_generalized_and_relative_exposure():
     assert generalized_exposure([-1.0, -5.0, -9.0], [-2.0, -5.0, -3.0]).tolist() == [1.0, 0.0, -6.0]
     assert relative_exposure_change([-4.0], [-1.5]).tolist() == [-2.5]
-    assert relative_exposure_rank([0.5], [1.0, 2.0, 3.0]).tolist() == exposure_rank([0.5], [1.0, 2.0, 3.0]).tolist()
+    # reading (a), by hand: 4 candidates; 0.5 beats every held-out item (rank 1), 2.5 is beaten by two (rank 3)
+    assert relative_exposure_rank([0.5, 2.5], [1.0, 2.0, 3.0]).tolist() == pytest.approx([2.0, 2.0 - math.log2(3)])
     with pytest.raises(ValueError):
         generalized_exposure([1.0, 2.0], [1.0])
     stats = describe(np.arange(11.0), "genex_")
     assert stats["genex_mean"] == 5.0 and stats["genex_q50"] == 5.0 and stats["genex_q10"] == pytest.approx(1.0)
     assert stats["genex_q90"] == pytest.approx(9.0) and describe([]) == {}
+
+
+# --- the tensorflow_privacy convention --------------------------------------------------------------
+# Re-typed from tensorflow_privacy/privacy/privacy_tests/secret_sharer/exposures.py (commit 40d73ed):
+# references tagged -1 and secrets tagged with their set's index are sorted together as (value, tag)
+# tuples, so a tied reference comes first; a secret's rank is 1 + the references sorted before it.
+
+
+def tf_privacy_interpolation(perplexities: dict, references: list) -> dict:
+    keys = list(perplexities)
+    tagged = [(p, -1) for p in references] + [(p, i) for i, k in enumerate(keys) for p in perplexities[k]]
+    tags = np.array([tag for _, tag in sorted(tagged)])
+    references_before = np.cumsum(tags == -1)
+    return {k: np.log2(len(references)) - np.log2(references_before[tags == i] + 1) for i, k in enumerate(keys)}
+
+
+def tf_privacy_extrapolation(perplexities: dict, references: list) -> dict:
+    params = skewnorm.fit(references)
+    return {k: -np.log2(skewnorm.cdf(v, *params)) for k, v in perplexities.items()}
+
+
+def test_tf_privacy_rank_exposure_matches_its_formula_on_fixed_inputs():
+    references = [float(x) for x in range(1, 17)]  # tensorflow_privacy's own test case, plus ties and a gap
+    secrets = {1: [0.0, 0.1], 2: [20.0], 5: [3.5], 8: [3.0], 9: [16.0, 7.25]}
+    want = tf_privacy_interpolation(secrets, references)
+    for key, values in secrets.items():
+        got = exposure_rank(values, references, convention="tf_privacy")
+        assert np.sort(got).tolist() == pytest.approx(np.sort(want[key]).tolist(), abs=1e-12), key
+    # by hand, |R| = 16: likeliest -> log2 16 = 4; least likely -> log2(16/17) < 0; 3.0 ties reference 3.0 -> rank 4
+    assert want[1].tolist() == [4.0, 4.0] and want[2][0] == pytest.approx(math.log2(16 / 17)) and want[8][0] == 2.0
+    ours = exposure_rank([0.0, 3.0, 20.0], references)  # forgetlab: log2(|R| + 1), never negative
+    assert ours.tolist() == pytest.approx([math.log2(17), math.log2(17) - 2.0, 0.0])
+    with pytest.raises(ValueError, match="convention"):
+        exposure_rank([1.0], references, convention="tf")
+
+
+def test_tf_privacy_extrapolated_exposure_matches_its_formula_on_fixed_inputs():
+    references = skewnorm.rvs(3.0, loc=40.0, scale=6.0, size=2000, random_state=11).tolist()
+    secrets = {1: [30.0, 38.5, 52.0], 100: [12.0, 25.0], 0: [100.0]}
+    want = tf_privacy_extrapolation(secrets, references)
+    for key, values in secrets.items():
+        got = exposure_extrapolated(values, references, convention="tf_privacy")
+        assert got.tolist() == want[key].tolist(), key  # same scipy calls: bit for bit
+        assert exposure_extrapolated(values, references).tolist() == pytest.approx(want[key].tolist(), rel=1e-9)
+    # far in the tail tensorflow_privacy's CDF underflows to 0 (exposure inf); ours goes through logcdf
+    deep = exposure_extrapolated([-500.0], references, convention="tf_privacy")[0]
+    assert deep == math.inf and math.isfinite(exposure_extrapolated([-500.0], references)[0])
+
+
+def test_expected_unseen_exposure_under_each_convention_by_enumeration():
+    for n in (1, 3, 9):  # a never-seen canary's rank is uniform on 1..n+1
+        ranks = range(1, n + 2)
+        for convention, space in (("forgetlab", n + 1), ("tf_privacy", n)):
+            want = sum(math.log2(space) - math.log2(r) for r in ranks) / (n + 1)
+            assert expected_unseen_exposure(n, convention) == pytest.approx(want, abs=1e-12)
