@@ -55,6 +55,7 @@ from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.methods import METHODS
 from forgetlab.metrics.exposure import (
     LOG2_E,
+    Convention,
     describe,
     expected_unseen_exposure,
     exposure_rank,
@@ -166,6 +167,9 @@ class StudyBEvalSpec(Spec):
     similarity: Similarity = "char_tfidf"
     heldout_size: int = Field(100, ge=1, description="validation pairs kept as never-trained controls")
     on_overlong: Literal["error", "truncate"] = "error"
+    exposure: Convention = Field(
+        "forgetlab", description="rank exposure's convention: forgetlab log2(|R|+1), tf_privacy log2(|R|) (metrics.exposure)"
+    )
 
 
 class BucketSpec(Spec):
@@ -379,19 +383,24 @@ def score_pairs(scorer: Scorer, pairs: Sequence[Pair]) -> tuple[np.ndarray, np.n
 
 def forget_values(
     job: Job, ll: np.ndarray, n: np.ndarray, refs: tuple[np.ndarray, np.ndarray] | None,
-    test: tuple[np.ndarray, np.ndarray], per_token: bool,
+    test: tuple[np.ndarray, np.ndarray], per_token: bool, convention: Convention = "forgetlab",
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Group-level values and per-item arrays of one evaluation (exposure only with references)."""
+    """Group-level values and per-item arrays of one evaluation (exposure only with references).
+
+    ``refs`` and ``test`` are (log-likelihoods, target token counts) under the current model. Relative
+    exposure (a) ranks the items among ``refs`` when given (canaries), else among ``test`` (ID items),
+    by log-perplexity per target token (``per_token``) or summed.
+    """
     genex = generalized_exposure(ll, job.ll_reference)
     per_item = {"ll": ll, "genex": genex, "relexp_change": relative_exposure_change(ll, job.ll_original)}
     values = {"loss": float(-ll.mean()), **describe(genex, "genex_")}
     values["relexp_change_mean"] = float(per_item["relexp_change"].mean())
     pool_ll, pool_n = refs if refs is not None else test
     item_ppl, pool_ppl = (-ll / n, -pool_ll / pool_n) if per_token else (-ll, -pool_ll)
-    per_item["relexp_rank"] = relative_exposure_rank(item_ppl, pool_ppl)
+    per_item["relexp_rank"] = relative_exposure_rank(item_ppl, pool_ppl, convention)
     values["relexp_rank_mean"] = float(per_item["relexp_rank"].mean())
     if refs is not None:
-        per_item["exposure"] = exposure_rank(-ll, -refs[0])
+        per_item["exposure"] = exposure_rank(-ll, -refs[0], convention)
         values.update(describe(per_item["exposure"], "exposure_"))
         try:
             per_item["exposure_extrapolated"] = fit_skewnorm(-refs[0]).exposure(-ll)
@@ -418,7 +427,7 @@ class GroupEvaluator:
         ll, n = score_pairs(scorer, self.job.items)
         refs = score_pairs(scorer, runner.data.references) if self.job.kind == "ood" else None
         test = score_pairs(scorer, runner.data.test[: cfg.utility_size])
-        forget, self.per_item = forget_values(self.job, ll, n, refs, test, cfg.per_token_relative)
+        forget, self.per_item = forget_values(self.job, ll, n, refs, test, cfg.per_token_relative, cfg.exposure)
         newly = self.stop.update(step, forget)
         stopping = self.stop.should_stop or step >= self.max_steps
         utility = heldout_loss_values(test)
@@ -660,7 +669,7 @@ class StudyBRunner:
         base = {"stage": role, "step": 0}
         rows = [dict(base, task="test", split="test", metric=k, value=v) for k, v in sc["utility"].items()]
         if len(sc["unseen"][0]):
-            unseen = exposure_rank(-np.asarray(sc["unseen"][0]), refs)
+            unseen = exposure_rank(-np.asarray(sc["unseen"][0]), refs, self.config.eval.exposure)
             rows.append(dict(base, task="unseen", split="unseen", metric="exposure_mean", value=float(unseen.mean())))
             rows.append(dict(base, task="unseen", split="unseen", metric="exposure_extrapolated_mean",
                              value=float(fit.exposure(-np.asarray(sc["unseen"][0])).mean())))
@@ -669,7 +678,8 @@ class StudyBRunner:
             gbase = dict(base, task=group.name, group=group.name, kind=group.kind, split="forget")
             rows.append(dict(gbase, metric="ll_mean", value=float(ll.mean())))
             if group.kind == "ood":
-                rows.append(dict(gbase, metric="exposure_mean", value=float(exposure_rank(-ll, refs).mean())))
+                exposure = exposure_rank(-ll, refs, self.config.eval.exposure)
+                rows.append(dict(gbase, metric="exposure_mean", value=float(exposure.mean())))
                 rows.append(dict(gbase, metric="exposure_extrapolated_mean", value=float(fit.exposure(-ll).mean())))
         return rows
 
@@ -678,7 +688,9 @@ class StudyBRunner:
         for group in self.data.groups:
             factors = item_factors(scores, group.name)
             exposures = {
-                role: exposure_rank(-np.asarray(sc["groups"][group.name][0]), -np.asarray(sc["references"][0]))
+                role: exposure_rank(
+                    -np.asarray(sc["groups"][group.name][0]), -np.asarray(sc["references"][0]), self.config.eval.exposure
+                )
                 for role, sc in scores.items()
             } if group.kind == "ood" else {}
             base = {"task": group.name, "stage": "baseline", "kind": group.kind, "repetitions": group.repetitions}
@@ -695,12 +707,13 @@ class StudyBRunner:
         if isinstance(choice, (int, float)):
             return float(choice)
         if choice == "expected":
-            return expected_unseen_exposure(len(self.data.references))
+            return expected_unseen_exposure(len(self.data.references), self.config.eval.exposure)
         if choice == "unseen":
             sc = baseline["scores"]["original"]
             if not len(sc["unseen"][0]):
                 raise ValueError("unlearn.stop.exposure_baseline 'unseen' needs canaries.n_unseen > 0")
-            return float(exposure_rank(-np.asarray(sc["unseen"][0]), -np.asarray(sc["references"][0])).mean())
+            unseen, refs = -np.asarray(sc["unseen"][0]), -np.asarray(sc["references"][0])
+            return float(exposure_rank(unseen, refs, self.config.eval.exposure).mean())
         return LOG2_E
 
     # --- unlearning ----------------------------------------------------------------------------------
@@ -853,7 +866,7 @@ def summarize(
 ) -> dict[str, Any]:
     """The run's headline numbers: per group steps to unlearn, utility, exposure/GenEx before and after, findings."""
     scores = baseline["scores"]
-    before = {g.name: group_before(g, scores) for g in data.groups}
+    before = {g.name: group_before(g, scores, config.eval.exposure) for g in data.groups}
     rows = {job.key: job_summary(job, results[job.key]) for job in jobs}
     main = {k: v for k, v in rows.items() if v["bucket"] is None}
     buckets = {k: v for k, v in rows.items() if v["bucket"] is not None}
@@ -869,7 +882,8 @@ def summarize(
             "bleu": config.eval.bleu_size,
         },
         "training": {role: {k: training[role][k] for k in ("steps", "items", "forget_items", "seconds")} for role in training},
-        "exposure_baselines": exposure_baselines(scores, len(data.references)),
+        "exposure_convention": config.eval.exposure,
+        "exposure_baselines": exposure_baselines(scores, len(data.references), config.eval.exposure),
         "genex_offsets": genex_offsets(scores),
         "before": before,
         "utility_before": {role: scores[role]["utility"] for role in ("original", "reference")},
@@ -880,13 +894,17 @@ def summarize(
     }
 
 
-def exposure_baselines(scores: dict[str, Any], n_references: int) -> dict[str, float | None]:
+def exposure_baselines(
+    scores: dict[str, Any], n_references: int, convention: Convention = "forgetlab"
+) -> dict[str, float | None]:
     """The never-seen canary exposure: theory (log2 e), exact finite-N expectation, measured on the unseen canaries."""
-    out: dict[str, float | None] = {"theory_log2e": LOG2_E, "expected_finite_n": expected_unseen_exposure(n_references)}
+    out: dict[str, float | None] = {
+        "theory_log2e": LOG2_E, "expected_finite_n": expected_unseen_exposure(n_references, convention)
+    }
     for role in ("original", "reference"):
         unseen = np.asarray(scores[role]["unseen"][0])
         refs = -np.asarray(scores[role]["references"][0])
-        out[f"unseen_{role}"] = float(exposure_rank(-unseen, refs).mean()) if unseen.size else None
+        out[f"unseen_{role}"] = float(exposure_rank(-unseen, refs, convention).mean()) if unseen.size else None
     return out
 
 
@@ -900,7 +918,7 @@ def genex_offsets(scores: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def group_before(group: ForgetGroup, scores: dict[str, Any]) -> dict[str, Any]:
+def group_before(group: ForgetGroup, scores: dict[str, Any], convention: Convention = "forgetlab") -> dict[str, Any]:
     """A group before unlearning: likelihoods, memorization, difficulty, exposure under both models."""
     factors = item_factors(scores, group.name)
     out: dict[str, Any] = {
@@ -912,7 +930,7 @@ def group_before(group: ForgetGroup, scores: dict[str, Any]) -> dict[str, Any]:
         for role in ("original", "reference"):
             refs = -np.asarray(scores[role]["references"][0])
             logppl = -np.asarray(scores[role]["groups"][group.name][0])
-            out[f"exposure_{role}"] = float(exposure_rank(logppl, refs).mean())
+            out[f"exposure_{role}"] = float(exposure_rank(logppl, refs, convention).mean())
             out[f"exposure_extrapolated_{role}"] = float(fit_skewnorm(refs).exposure(logppl).mean())
     return out
 
