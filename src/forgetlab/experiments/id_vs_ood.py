@@ -11,7 +11,8 @@ it finishes, so a killed run resumes at the first unfinished one):
 2. ``tokenizer`` (``model.name: scratch`` only): a byte-level BPE tokenizer trained on the base corpus;
 3. ``train/original`` and ``train/reference``: the same code path (:func:`forgetlab.train.train_items`,
    same initialisation) on the seeded training stream with the forget groups inserted, and on the
-   identical stream minus the forget items;
+   identical stream with every forget item replaced by a fresh stand-in (``train.reference: replace``,
+   same steps and schedule; see :mod:`forgetlab.data.canaries`) or removed (``remove``);
 4. ``baseline``: both models scored — exposure per canary group, generalized exposure, memorization and
    difficulty per item, the unseen canaries' exposure (≈ log2 e), utility;
 5. ``unlearn/<group>``: for each forget group (and batch size), from the original weights, gradient
@@ -45,9 +46,11 @@ from forgetlab.data.canaries import (
     CanarySpec,
     ForgetGroup,
     GroupSpec,
+    StreamEntry,
     make_canaries,
     make_id_groups,
     reference_stream,
+    stand_in_map,
     training_stream,
 )
 from forgetlab.data.corpus import CORPORA, CorpusSpec, Pair, load_corpus
@@ -88,6 +91,8 @@ from forgetlab.train import DivergenceError, EncodedItem, save_state, train_item
 
 StopRule = Literal["exposure_baseline", "genex_zero"]
 SCRATCH = "scratch"
+TRAINING_KEYS = ("steps", "items", "forget_items", "stand_in_items", "tokens", "target_tokens", "seconds")
+SPARES_PER_ITEM = 32  # candidates per forget item among which its stand-in in the reference stream is chosen
 
 
 # ============================================================================ configuration
@@ -103,6 +108,9 @@ class PretrainSpec(OptimSpec):
     epochs: float = Field(2.0, gt=0, description="passes over base corpus + inserted forget sets")
     batch_size: int = Field(64, ge=1)
     append_eos: bool = Field(True, description="train on target + EOS so that greedy decoding learns to stop")
+    reference: Literal["replace", "remove"] = Field(
+        "replace", description="reference stream: forget items replaced by fresh stand-ins (same steps) or removed"
+    )
 
 
 class StopSpec(Spec):
@@ -229,6 +237,7 @@ class StudyData:
     test: list[Pair]
     heldout: list[Pair]
     dropped: dict[str, int] = field(default_factory=dict)
+    spares: dict[str, list[Pair]] = field(default_factory=dict)
 
     def group(self, name: str) -> ForgetGroup:
         for group in self.groups:
@@ -241,6 +250,7 @@ class StudyData:
         return {
             "base": pairs(self.base), "groups": [g.to_dict() for g in self.groups], "references": pairs(self.references),
             "unseen": pairs(self.unseen), "test": pairs(self.test), "heldout": pairs(self.heldout), "dropped": self.dropped,
+            "spares": {kind: pairs(ps) for kind, ps in self.spares.items()},
         }
 
     @classmethod
@@ -249,26 +259,39 @@ class StudyData:
         return cls(
             pairs("base"), [ForgetGroup.from_dict(g) for g in row["groups"]], pairs("references"), pairs("unseen"),
             pairs("test"), pairs("heldout"), dict(row.get("dropped", {})),
+            {kind: [Pair.from_dict(p) for p in ps] for kind, ps in row.get("spares", {}).items()},
         )
 
 
 def build_data(config: IdVsOodConfig) -> StudyData:
-    """Seeded corpus subsets, ID groups (held-out train pairs) and canaries."""
+    """Seeded corpus subsets, ID groups (held-out train pairs), canaries and the reference model's spares.
+
+    The training split is shuffled once and cut into the ID forget pool, the base training set and
+    (``train.reference: replace``) up to ``SPARES_PER_ITEM`` spare pairs per ID forget item; as many
+    spare canaries per canary are fresh secrets. The training stage picks each forget item's stand-in
+    among them by token counts. The base set, groups, references and test/held-out pairs do not
+    depend on ``train.reference``.
+    """
     corpus = load_corpus(config.corpus)
     rng = random.Random(f"study_b:{config.seed}")
-    spec = config.groups
+    spec, replace = config.groups, config.train.reference == "replace"
     train = corpus.split("train")[:]
     rng.shuffle(train)
     n_id = spec.per_group * len(spec.repetitions) if "id" in spec.kinds else 0
-    if len(train) < n_id + config.train_size:
+    n_spare = n_id if replace else 0  # the least that works: one stand-in per item
+    if len(train) < n_id + config.train_size + n_spare:
         raise ValueError(
-            f"corpus {corpus.name!r}: {len(train)} training pairs after cleaning, "
-            f"{n_id} (ID forget sets) + {config.train_size} (train_size) needed"
+            f"corpus {corpus.name!r}: {len(train)} training pairs after cleaning, {n_id} (ID forget sets) + "
+            f"{config.train_size} (train_size) + {n_spare} (ID stand-ins for the reference model) needed"
         )
     groups: list[ForgetGroup] = []
-    canaries = make_canaries(config.canaries, spec.repetitions if "ood" in spec.kinds else [], spec.per_group, config.seed)
+    reps = spec.repetitions if "ood" in spec.kinds else []
+    n_spares = SPARES_PER_ITEM * len(reps) * spec.per_group if replace else 0
+    canaries = make_canaries(config.canaries, reps, spec.per_group, config.seed, n_spares=n_spares)
     for kind in spec.kinds:
         groups.extend(canaries.groups if kind == "ood" else make_id_groups(train[:n_id], spec.repetitions, spec.per_group))
+    start = n_id + config.train_size
+    spares = {"ood": canaries.spares, "id": train[start : start + SPARES_PER_ITEM * n_id]} if replace else {}
     return StudyData(
         base=train[n_id : n_id + config.train_size],
         groups=groups,
@@ -277,6 +300,7 @@ def build_data(config: IdVsOodConfig) -> StudyData:
         test=_sample(corpus.split("test"), config.test_size, rng, "test"),
         heldout=_sample(corpus.split("validation"), config.eval.heldout_size, rng, "validation"),
         dropped=corpus.dropped,
+        spares=spares,
     )
 
 
@@ -299,6 +323,14 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], max_length: int, eos: bo
             cache[pair.pair_id] = EncodedItem(pair.pair_id, [seq], [len(ctx)], 0)
         items.append(cache[pair.pair_id])
     return items
+
+
+def stream_tokens(items: Sequence[EncodedItem]) -> dict[str, int]:
+    """Tokens of a training stream: whole sequences, and the trained-on targets (after the prompt, EOS included)."""
+    return {
+        "tokens": sum(len(item.sequences[0]) for item in items),
+        "target_tokens": sum(len(item.sequences[0]) - item.answer_starts[0] for item in items),
+    }
 
 
 # ============================================================================ stopping rules
@@ -600,12 +632,25 @@ class StudyBRunner:
 
     # --- training ------------------------------------------------------------------------------------
 
+    def _stream(self, role: str) -> tuple[list[StreamEntry], dict[str, str]]:
+        """The training stream of ``role``: forget sets inserted (original), or replaced / removed (reference);
+        and each forget item's stand-in (``pair_id`` to ``pair_id``), closest in prompt and target tokens."""
+        spec = self.config.train
+        stream = training_stream(self.data.base, self.data.groups, spec.epochs, self.config.seed)
+        if role == "original" or spec.reference == "remove":
+            return (stream if role == "original" else reference_stream(stream)), {}
+        stand_ins = stand_in_map(self.data.groups, self.data.spares, self._token_lengths)
+        return reference_stream(stream, stand_ins), {k: v.pair_id for k, v in stand_ins.items()}
+
+    def _token_lengths(self, pair: Pair) -> tuple[int, int]:
+        """Prompt and target tokens of a pair, tokenised as for training."""
+        ctx, cont = encode_pair(self.tokenizer, pair.prompt, pair.target)
+        return len(ctx), len(cont)
+
     def _train(self, role: str) -> dict[str, Any]:
         """Train a fresh model on the original stream (forget sets inserted) or the reference stream."""
         spec = self.config.train
-        stream = training_stream(self.data.base, self.data.groups, spec.epochs, self.config.seed)
-        if role == "reference":
-            stream = reference_stream(stream)
+        stream, stand_ins = self._stream(role)
         self.model = self._fresh_model()
         items = encode_pairs(self.tokenizer, [e.pair for e in stream], self._max_length(), spec.append_eos)
         method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
@@ -619,8 +664,12 @@ class StudyBRunner:
             {"task": "train", "stage": f"train_{role}", "step": i + 1, "split": "train", "metric": "loss", "value": loss}
             for i, loss in enumerate(result.losses)
         ]
-        forget = sum(e.group is not None for e in stream)
-        return {"steps": result.steps, "items": len(stream), "forget_items": forget, "metrics": rows}
+        base = {p.pair_id for p in self.data.base}
+        counts = {
+            "items": len(stream), "forget_items": sum(e.group is not None for e in stream),
+            "stand_in_items": sum(e.group is None and e.pair.pair_id not in base for e in stream),
+        }
+        return {"steps": result.steps, **counts, **stream_tokens(items), "stand_ins": stand_ins, "metrics": rows}
 
     def _save_weights(self, role: str) -> None:
         if self.acc.is_main_process:
@@ -881,7 +930,8 @@ def summarize(
             "unseen": len(data.unseen), "test": len(data.test), "utility": config.eval.utility_size,
             "bleu": config.eval.bleu_size,
         },
-        "training": {role: {k: training[role][k] for k in ("steps", "items", "forget_items", "seconds")} for role in training},
+        "training": {role: {k: training[role][k] for k in TRAINING_KEYS if k in training[role]} for role in training},
+        "reference_stream": config.train.reference,
         "exposure_convention": config.eval.exposure,
         "exposure_baselines": exposure_baselines(scores, len(data.references), config.eval.exposure),
         "genex_offsets": genex_offsets(scores),
