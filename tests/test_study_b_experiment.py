@@ -80,6 +80,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert claims | {"ood_vs_id", "exposure_rises_with_repetitions", "buckets"} <= set(summary["findings"])
     assert set(summary["findings"]["ood_vs_id"]) == {"1", "10"}
     assert set(summary["genex_offsets"]) == {"test_pairs", "unseen_canaries"}
+    for offset in summary["genex_offsets"].values():
+        assert offset["ci_low"] <= offset["mean"] <= offset["ci_high"]
+    assert summary["genex_offsets"]["test_pairs"]["n"] == 12 and summary["genex_offsets"]["unseen_canaries"]["n"] == 20
 
     metrics = list(read_jsonl(run.dir / "metrics.jsonl"))
     steps = {m["step"] for m in metrics if m["task"] == "id_x10" and m["stage"] == "unlearn" and m["metric"] == "genex_mean"}

@@ -10,7 +10,7 @@ from scipy.stats import skewnorm
 
 from forgetlab.data.canaries import CanarySpec, canary_pair, make_canaries
 from forgetlab.data.corpus import Pair
-from forgetlab.experiments.id_vs_ood import Job, forget_values, score_pairs
+from forgetlab.experiments.id_vs_ood import Job, forget_values, genex_offsets, score_pairs
 from forgetlab.metrics.exposure import (
     LOG2_E,
     describe,
@@ -212,6 +212,23 @@ def test_forget_values_pool_canaries_with_the_references_and_id_items_with_the_t
     tf_values, tf_items = forget_values(_job("ood"), LL, N, REFS, TEST, per_token=True, convention="tf_privacy")
     assert tf_items["exposure"].tolist() == pytest.approx([2.0, 2.0 - math.log2(3)])  # log2 |R| = 2
     assert tf_items["relexp_rank"].tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_genex_offsets_are_original_minus_reference_with_a_bootstrap_interval():
+    original = [-1.0, -2.0, -4.0, -3.0]
+    reference = [-2.0, -2.0, -7.0, -3.5]  # differences 1, 0, 3, 0.5
+    scores = {"original": {"test": [original, [1] * 4], "unseen": [[-1.0] * 3, [1] * 3]},
+              "reference": {"test": [reference, [1] * 4], "unseen": [[-1.5] * 3, [1] * 3]}}
+    out = genex_offsets(scores, seed=5)
+    diff = np.array([1.0, 0.0, 3.0, 0.5])
+    rng = np.random.default_rng(5)  # percentile bootstrap, by hand
+    means = diff[rng.integers(0, 4, size=(10_000, 4))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    assert out["test_pairs"] == {"mean": 1.125, "ci_low": pytest.approx(low), "ci_high": pytest.approx(high), "n": 4}
+    assert low < 1.125 < high and 0.0 <= low and high <= 3.0
+    assert out["unseen_canaries"] == {"mean": 0.5, "ci_low": 0.5, "ci_high": 0.5, "n": 3}
+    assert genex_offsets({r: {"test": [[], []], "unseen": [[], []]} for r in ("original", "reference")}) == {
+        "test_pairs": None, "unseen_canaries": None}
 
 
 def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups():

@@ -23,7 +23,8 @@ it finishes, so a killed run resumes at the first unfinished one):
 6. ``unlearn/<group>/<factor>_<bucket>``: the same on each memorization/difficulty tercile of the
    groups named in ``buckets.groups``;
 7. ``summary.json`` (per group: steps until unlearned, utility at that point, exposure and generalized
-   exposure before and after, findings) and plots.
+   exposure before and after, findings) and plots; wall-clock seconds go to ``timings.json`` so that
+   identical runs write byte-identical summaries.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from forgetlab.metrics.memorization import (
     memorization_terciles,
     nearest_neighbors,
 )
+from forgetlab.metrics.stats import bootstrap_ci
 from forgetlab.metrics.utility import greedy_generate, heldout_loss_from, translation_quality
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.scoring import Scorer, encode_pair
@@ -91,7 +93,7 @@ from forgetlab.train import DivergenceError, EncodedItem, save_state, train_item
 
 StopRule = Literal["exposure_baseline", "genex_zero"]
 SCRATCH = "scratch"
-TRAINING_KEYS = ("steps", "items", "forget_items", "stand_in_items", "tokens", "target_tokens", "seconds")
+TRAINING_KEYS = ("steps", "items", "forget_items", "stand_in_items", "tokens", "target_tokens")
 SPARES_PER_ITEM = 32  # candidates per forget item among which its stand-in in the reference stream is chosen
 
 
@@ -532,6 +534,7 @@ class StudyBRunner:
         self.tokenizer: Any = None
         self.data: StudyData | None = None
         self.baseline: dict[str, Any] = {}
+        self.stage_seconds: dict[str, float] = {}
 
     # --- orchestration -------------------------------------------------------------------------------
 
@@ -546,11 +549,13 @@ class StudyBRunner:
         if not self.config.save_models and self.acc.is_main_process:
             for role in ("original", "reference"):
                 self._weights_path(role).unlink(missing_ok=True)
-        summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results, time.time() - started)
+        summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results)
         if self.acc.is_main_process:
             from forgetlab.report.study_b_plots import plot_study_b
 
             plot_study_b(self.run_.dir, summary)
+            # each stage's seconds as recorded when it ran; total: this invocation (a resumed run: its last part)
+            self.run_.save_timings({"total_seconds": time.time() - started, "stages": self.stage_seconds})
         self.acc.wait_for_everyone()
         return summary
 
@@ -564,6 +569,8 @@ class StudyBRunner:
             if self.acc.is_main_process:
                 self.run_.save_stage(key, payload)
             self.acc.wait_for_everyone()
+        if "seconds" in payload:
+            self.stage_seconds[key] = payload["seconds"]
         return payload
 
     # --- tokenizer and models ------------------------------------------------------------------------
@@ -911,9 +918,12 @@ def _nearby_summary(before: dict[str, np.ndarray], after: dict[str, np.ndarray],
 
 def summarize(
     config: IdVsOodConfig, run_id: str, data: StudyData, training: dict[str, dict[str, Any]], baseline: dict[str, Any],
-    jobs: Sequence[Job], results: dict[str, dict[str, Any]], seconds: float,
+    jobs: Sequence[Job], results: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The run's headline numbers: per group steps to unlearn, utility, exposure/GenEx before and after, findings."""
+    """The run's headline numbers: per group steps to unlearn, utility, exposure/GenEx before and after, findings.
+
+    Deterministic given the stages (no wall-clock times: those are in ``timings.json``).
+    """
     scores = baseline["scores"]
     before = {g.name: group_before(g, scores, config.eval.exposure) for g in data.groups}
     rows = {job.key: job_summary(job, results[job.key]) for job in jobs}
@@ -934,13 +944,12 @@ def summarize(
         "reference_stream": config.train.reference,
         "exposure_convention": config.eval.exposure,
         "exposure_baselines": exposure_baselines(scores, len(data.references), config.eval.exposure),
-        "genex_offsets": genex_offsets(scores),
+        "genex_offsets": genex_offsets(scores, config.seed),
         "before": before,
         "utility_before": {role: scores[role]["utility"] for role in ("original", "reference")},
         "groups": main,
         "buckets": buckets,
         "findings": findings(config, before, main, buckets, results),
-        "seconds": seconds,
     }
 
 
@@ -958,13 +967,20 @@ def exposure_baselines(
     return out
 
 
-def genex_offsets(scores: dict[str, Any]) -> dict[str, float | None]:
-    """Mean ``ll_original - ll_reference`` on items NEITHER model trained on: the part of GenEx that is
-    general ability (test pairs) or knowledge of the canary format (unseen canaries), not memorization."""
-    out: dict[str, float | None] = {}
+def genex_offsets(scores: dict[str, Any], seed: int = 0) -> dict[str, dict[str, float] | None]:
+    """``ll_original - ll_reference`` on items NEITHER model trained on (test pairs, unseen canaries): the part
+    of GenEx that is not memorization (more training, knowledge of the canary format, run-to-run noise).
+
+    Per item kind: ``mean`` (nats), the 95 % percentile-bootstrap interval of the mean over items
+    (``ci_low``, ``ci_high``; 10,000 resamples seeded with ``seed``) and ``n``; None without items.
+    """
+    out: dict[str, dict[str, float] | None] = {}
     for name, key in (("test_pairs", "test"), ("unseen_canaries", "unseen")):
-        original, reference = np.asarray(scores["original"][key][0]), np.asarray(scores["reference"][key][0])
-        out[name] = float((original - reference).mean()) if original.size else None
+        diff = np.asarray(scores["original"][key][0]) - np.asarray(scores["reference"][key][0])
+        interval = bootstrap_ci(diff, n_resamples=10_000, seed=seed)
+        out[name] = None if interval is None else {
+            "mean": float(diff.mean()), "ci_low": interval[0], "ci_high": interval[1], "n": int(diff.size),
+        }
     return out
 
 
