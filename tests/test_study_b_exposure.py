@@ -10,7 +10,8 @@ from scipy.stats import skewnorm
 
 from forgetlab.data.canaries import CanarySpec, canary_pair, make_canaries
 from forgetlab.data.corpus import Pair
-from forgetlab.experiments.id_vs_ood import Job, forget_values, genex_offsets, score_pairs
+from forgetlab.experiments.id_vs_ood import Job, forget_values, score_pairs
+from forgetlab.experiments.study_b_summary import genex_offsets
 from forgetlab.metrics.exposure import (
     LOG2_E,
     describe,
@@ -234,7 +235,7 @@ def test_genex_offsets_are_original_minus_reference_with_a_bootstrap_interval():
 def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups():
     from forgetlab.config import ConfigError, build_config
     from forgetlab.data.canaries import ForgetGroup
-    from forgetlab.experiments.id_vs_ood import exposure_baselines, group_before
+    from forgetlab.experiments.study_b_summary import exposure_baselines, group_before
 
     raw = {"experiment": "id_vs_ood", "model": "scratch", "eval": {"exposure": "tf_privacy"}}
     assert build_config(raw).eval.exposure == "tf_privacy" and build_config({**raw, "eval": {}}).eval.exposure == "forgetlab"
