@@ -12,9 +12,11 @@ from forgetlab.data.canaries import (
     CanarySpec,
     ForgetGroup,
     GroupSpec,
+    closest_stand_ins,
     make_canaries,
     make_id_groups,
     reference_stream,
+    stand_in_map,
     training_stream,
 )
 from forgetlab.data.corpus import (
@@ -55,6 +57,15 @@ def test_canaries_are_seeded_distinct_and_well_formed():
     assert [g.name for g in first.groups] == ["ood_x1", "ood_x10", "ood_x100"]
     assert [g.repetitions for g in first.groups] == [1, 10, 100]
     assert all(p.prompt == "My secret is " for g in first.groups for p in g.items)
+
+
+def test_spare_canaries_are_fresh_and_leave_the_other_sets_unchanged():
+    spec = CanarySpec(n_references=50, n_unseen=10)
+    plain, spared = make_canaries(spec, [1, 10], 4, seed=2), make_canaries(spec, [1, 10], 4, seed=2, n_spares=64)
+    assert _secrets(plain) == _secrets(spared) and plain.spares == []
+    spares = [p.target for p in spared.spares]
+    assert len(spares) == len(set(spares) - set(_secrets(spared))) == 64
+    assert all(p.prompt == spec.prompt for p in spared.spares)
 
 
 def test_canary_format_is_configurable_and_space_is_checked():
@@ -107,6 +118,41 @@ def test_reference_stream_is_the_original_stream_minus_the_forget_items():
     assert [e.pair.pair_id for e in reference] == [e.pair.pair_id for e in stream if e.pair.pair_id not in forget_ids]
     assert all(e.group is None for e in reference) and len(reference) == 3 * len(base)
     assert {e.group for e in stream if e.pair.pair_id in forget_ids} == {g.name for g in groups}
+
+
+def test_reference_stream_puts_a_stand_in_at_every_forget_position():
+    base, groups = _groups()
+    stream = training_stream(base, groups, epochs=2, seed=3)
+    stand_ins = {p.pair_id: Pair(f"s-{p.pair_id}", p.prompt, p.target + "!") for g in groups for p in g.items}
+    reference = reference_stream(stream, stand_ins)
+    assert len(reference) == len(stream)  # as many items, so as many optimizer steps
+    for original, replaced in zip(stream, reference):
+        want = original.pair if original.group is None else stand_ins[original.pair.pair_id]
+        assert replaced.pair == want and replaced.group is None
+    counts = {}
+    for entry in reference:
+        counts[entry.pair.pair_id] = counts.get(entry.pair.pair_id, 0) + 1
+    for group in groups:  # each stand-in repeated exactly as often as its forget item
+        assert all(counts[f"s-{p.pair_id}"] == 2 * group.repetitions for p in group.items)
+
+
+def test_closest_stand_ins_by_lengths_without_reuse():
+    pool = [Pair(f"p{i}", "x" * a, "y" * b) for i, (a, b) in enumerate([(5, 9), (3, 4), (3, 5), (3, 4), (9, 9)])]
+    items = [Pair("a", "x" * 3, "y" * 4), Pair("b", "x" * 3, "y" * 4), Pair("c", "x" * 3, "y" * 4), Pair("d", "x" * 8, "y" * 8)]
+    lengths = lambda p: (len(p.prompt), len(p.target))  # noqa: E731
+    got = closest_stand_ins(items, pool, lengths)
+    # a, b: the two exact (3, 4) matches, earlier first; c: (3, 5) at distance 1; d: (9, 9) at 2 beats (5, 9) at 4
+    assert [p.pair_id for p in got] == ["p1", "p3", "p2", "p4"]
+    with pytest.raises(ValueError, match="pool has 2"):
+        closest_stand_ins(items, pool[:2], lengths)
+
+
+def test_stand_in_map_lets_the_most_repeated_group_choose_first():
+    once, often = Pair("once", "p", "abc"), Pair("often", "p", "abd")
+    groups = [ForgetGroup("id_x1", "id", 1, [once]), ForgetGroup("id_x100", "id", 100, [often])]
+    pools = {"id": [Pair("near", "p", "xyz"), Pair("far", "p", "xyzw")]}
+    got = stand_in_map(groups, pools, lambda p: (len(p.target),))
+    assert {k: v.pair_id for k, v in got.items()} == {"often": "near", "once": "far"}
 
 
 def test_training_loop_keeps_the_given_order_without_shuffle():
@@ -200,3 +246,43 @@ def test_study_data_keeps_id_forget_sets_out_of_training():
     assert not id_items & {p.prompt for p in data.base + data.test + data.heldout}
     assert len(data.base) == 100 and len(data.test) == 10 and len(data.heldout) == 10
     assert len(data.references) == 30 and len(data.unseen) == 5
+    # the reference model's spares: 32 fresh canaries per canary, and the 140 - 8 - 100 training pairs left
+    assert len(data.spares["ood"]) == 32 * 8 and len(data.spares["id"]) == 32
+    spare_prompts = {p.prompt for p in data.spares["id"]}
+    assert not spare_prompts & (id_items | {p.prompt for p in data.base + data.test + data.heldout})
+    removed = build_data(config.model_copy(update={"train": config.train.model_copy(update={"reference": "remove"})}))
+    assert removed.spares == {} and removed.to_dict() | {"spares": {}} == data.to_dict() | {"spares": {}}
+    with pytest.raises(ValueError, match=r"8 \(ID stand-ins"):
+        build_data(config.model_copy(update={"train_size": 130}))
+
+
+def test_from_scratch_recipe_reference_trains_as_many_steps_and_tokens(shared_data):
+    """configs/study_b.yaml: the reference stream (forget items replaced) has the original's items and
+    optimizer steps, and its tokens up to the few ID stand-ins without an exact token-count match;
+    the former stream (forget items removed) had 188 steps against 410."""
+    from pathlib import Path
+
+    from forgetlab.config import load_config
+    from forgetlab.experiments.id_vs_ood import StudyBRunner, encode_pairs, stream_tokens
+    from forgetlab.scratch import train_bpe_tokenizer
+    from forgetlab.train import total_steps
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "study_b.yaml")
+    config = config.model_copy(update={"corpus": config.corpus.model_copy(update={"root": str(shared_data)})})
+    runner = StudyBRunner(config, None, None)
+    runner.data = build_data(config)
+    runner.tokenizer = train_bpe_tokenizer([p.prompt + p.target for p in runner.data.base], config.scratch.vocab_size)
+    one_pass = config.train.model_copy(update={"epochs": 1.0})
+    (original, _), (reference, chosen) = runner._stream("original"), runner._stream("reference")
+    steps = [total_steps(len(s), one_pass, 1) for s in (original, reference)]
+    assert len(original) == len(reference) == 2 * (6000 + 2 * 32 * 111) and steps == [410, 410]
+    tokens = [stream_tokens(encode_pairs(runner.tokenizer, [e.pair for e in s], 128, eos=True)) for s in (original, reference)]
+    assert abs(tokens[1]["target_tokens"] - tokens[0]["target_tokens"]) <= 50  # of 386,172 (removal: 194,640 fewer)
+    assert abs(tokens[1]["tokens"] - tokens[0]["tokens"]) <= 100  # of 935,372
+    spares = {p.pair_id: p for ps in runner.data.spares.values() for p in ps}
+    lengths = {kind: [runner._token_lengths(p) == runner._token_lengths(spares[chosen[p.pair_id]])
+                      for g in runner.data.groups if g.kind == kind for p in g.items] for kind in ("ood", "id")}
+    assert all(lengths["ood"]) and sum(lengths["id"]) >= 90  # canaries: all exact; ID pairs: 93 of 96 here
+    removed = config.model_copy(update={"train": config.train.model_copy(update={"reference": "remove"})})
+    runner.config = removed
+    assert total_steps(len(runner._stream("reference")[0]), one_pass, 1) == 188

@@ -71,13 +71,18 @@ def test_tiny_recipe_end_to_end(tmp_path):
         assert {"exposure_before", "exposure_after"} <= set(summary["groups"][name])
         assert summary["before"][name]["exposure_original"] >= 0
     assert summary["training"]["original"]["forget_items"] == 6 * (1 + 10) * 2
-    assert summary["training"]["reference"]["forget_items"] == 0
-    assert summary["training"]["reference"]["items"] == summary["training"]["original"]["items"] - 132
+    training = summary["training"]
+    assert training["reference"]["forget_items"] == 0 and training["reference"]["stand_in_items"] == 132
+    assert training["reference"]["items"] == training["original"]["items"] == 150 + 132  # 1 epoch
+    assert training["reference"]["steps"] == training["original"]["steps"] == -(-282 // 32)
     assert summary["exposure_baselines"]["theory_log2e"] == pytest.approx(1.4427, abs=1e-4)
     claims = {"ood_needs_more_steps", "ood_needs_more_steps_exposure_vs_genex", "ood_better_tradeoff", "id_decays_utility_faster"}
     assert claims | {"ood_vs_id", "exposure_rises_with_repetitions", "buckets"} <= set(summary["findings"])
     assert set(summary["findings"]["ood_vs_id"]) == {"1", "10"}
     assert set(summary["genex_offsets"]) == {"test_pairs", "unseen_canaries"}
+    for offset in summary["genex_offsets"].values():
+        assert offset["ci_low"] <= offset["mean"] <= offset["ci_high"]
+    assert summary["genex_offsets"]["test_pairs"]["n"] == 12 and summary["genex_offsets"]["unseen_canaries"]["n"] == 20
 
     metrics = list(read_jsonl(run.dir / "metrics.jsonl"))
     steps = {m["step"] for m in metrics if m["task"] == "id_x10" and m["stage"] == "unlearn" and m["metric"] == "genex_mean"}

@@ -54,6 +54,22 @@ def test_auc_roc_and_tpr_equal_sklearn(seed, n_members, n_nonmembers, ties):
         assert tpr_at_fpr(members, nonmembers, target) == pytest.approx(sk_tpr[sk_fpr <= target].max())
 
 
+def test_tpr_at_fpr_counts_a_point_exactly_at_the_target_fpr():
+    """Convention: FPR <= target. 100 non-members at 0.00 .. 0.99; one false positive is FPR exactly 1 %."""
+    nonmembers = np.arange(100) / 100
+    members = np.array([2.0, 0.985, 0.5, 0.2])
+    # by hand, thresholds from the top: 2.0 -> TP 1, FP 0; 0.99 -> TP 1, FP 1 (FPR 0.01); 0.985 -> TP 2, FP 1;
+    # 0.98 -> FP 2 (FPR 0.02). At most 1 % FPR: TPR 2/4. Strictly below 1 %: only FP 0, TPR 1/4.
+    assert tpr_at_fpr(members, nonmembers, 0.01) == 0.5
+    assert tpr_at_fpr(members, nonmembers, 0.01, strict=True) == 0.25
+    assert mia_summary(members, nonmembers, n_resamples=0)["tpr_1pct"] == 0.5
+    # LiRA's line, re-typed (scikit-learn's default curve, strict <), gives the strict number
+    labels, scores = np.r_[np.ones(4), np.zeros(100)], np.r_[members, nonmembers]
+    sk_fpr, sk_tpr, _ = sk_roc_curve(labels, scores)
+    assert sk_tpr[np.where(sk_fpr < 0.01)[0][-1]] == 0.25
+    assert tpr_at_fpr(members, nonmembers, 0.001) == tpr_at_fpr(members, nonmembers, 0.001, strict=True) == 0.25
+
+
 def test_auc_direction_and_summary():
     members, nonmembers = np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 2.0])
     assert roc_auc(members, nonmembers) == 1.0  # higher score = member: perfectly separated

@@ -17,8 +17,17 @@ scored against the references as a control (their mean exposure should be ≈ lo
 set), in the same repetition groups.
 
 **Insertion**: each epoch is the base training set plus every forget item repeated ``r`` times
-(``r`` its group's repetition count), shuffled by a generator seeded with ``(seed, epoch)``; the
-reference model's stream is that exact stream with the forget items removed (order kept).
+(``r`` its group's repetition count), shuffled by a generator seeded with ``(seed, epoch)``.
+
+**The reference model's stream** is that exact stream with every forget item *replaced* by its own
+stand-in at each of its positions (:func:`reference_stream`): a never-inserted canary of the same
+format for a canary, a held-out corpus pair for an ID item, each picked from a pool of spares as
+the closest in (prompt, target) token counts (:func:`stand_in_map`). The reference thus trains on as
+many items, optimizer steps and (up to the best match in the pool) tokens, with the same
+learning-rate schedule, the same data distribution and each stand-in repeated as often as its forget
+item, and has never seen any forget item: generalized exposure then measures memorization of the
+item itself, not the extra training (or the canary format) the original model had.
+``replacements=None`` gives the older stream with the forget items removed (fewer steps and tokens).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import math
 import random
 import string
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -118,6 +127,7 @@ class CanarySets:
     groups: list[ForgetGroup]
     references: list[Pair]
     unseen: list[Pair] = field(default_factory=list)
+    spares: list[Pair] = field(default_factory=list)
 
 
 def random_secrets(n: int, spec: CanarySpec, rng: random.Random, exclude: set[str] | None = None) -> list[str]:
@@ -140,11 +150,16 @@ def canary_pair(spec: CanarySpec, pair_id: str, secret: str) -> Pair:
     return Pair(pair_id, spec.prompt, spec.target_format.format(secret=secret))
 
 
-def make_canaries(spec: CanarySpec, repetitions: Sequence[int], per_group: int, seed: int) -> CanarySets:
-    """Seeded canary groups (one per repetition count), references and unseen controls; all secrets distinct."""
+def make_canaries(
+    spec: CanarySpec, repetitions: Sequence[int], per_group: int, seed: int, *, n_spares: int = 0
+) -> CanarySets:
+    """Seeded canary groups (one per repetition count), references, unseen controls and ``n_spares``
+    spare canaries (the reference model's stand-in pool); all secrets distinct. The spares are drawn
+    last, so the other sets do not depend on ``n_spares``."""
     rng = random.Random(f"canaries:{seed}")
     n_groups = len(repetitions) * per_group
-    secrets = random_secrets(n_groups + spec.n_references + spec.n_unseen, spec, rng)
+    n_plain = n_groups + spec.n_references + spec.n_unseen
+    secrets = random_secrets(n_plain + n_spares, spec, rng)
     groups = [
         ForgetGroup(
             group_name("ood", r), "ood", r,
@@ -152,12 +167,12 @@ def make_canaries(spec: CanarySpec, repetitions: Sequence[int], per_group: int, 
         )
         for g, r in enumerate(repetitions)
     ]
-    refs = secrets[n_groups : n_groups + spec.n_references]
-    unseen = secrets[n_groups + spec.n_references :]
+    named = lambda prefix, chunk: [canary_pair(spec, f"{prefix}-{i}", s) for i, s in enumerate(chunk)]  # noqa: E731
     return CanarySets(
         groups,
-        [canary_pair(spec, f"reference-{i}", s) for i, s in enumerate(refs)],
-        [canary_pair(spec, f"unseen-{i}", s) for i, s in enumerate(unseen)],
+        named("reference", secrets[n_groups : n_groups + spec.n_references]),
+        named("unseen", secrets[n_groups + spec.n_references : n_plain]),
+        named("spare-canary", secrets[n_plain:]),
     )
 
 
@@ -170,6 +185,37 @@ def make_id_groups(pool: Sequence[Pair], repetitions: Sequence[int], per_group: 
         ForgetGroup(group_name("id", r), "id", r, list(pool[g * per_group : (g + 1) * per_group]))
         for g, r in enumerate(repetitions)
     ]
+
+
+Lengths = Callable[[Pair], Sequence[int]]
+
+
+def closest_stand_ins(items: Sequence[Pair], pool: Sequence[Pair], lengths: Lengths) -> list[Pair]:
+    """For each item, in order, the unused pool pair with the smallest sum of absolute differences of
+    ``lengths`` (e.g. prompt and target token counts); ties go to the earlier pool pair."""
+    if len(pool) < len(items):
+        raise ValueError(f"{len(items)} stand-ins needed, the pool has {len(pool)} pairs")
+    table = np.array([lengths(p) for p in pool], dtype=np.float64).reshape(len(pool), -1)
+    free = np.ones(len(pool), dtype=bool)
+    chosen: list[Pair] = []
+    for item in items:
+        distance = np.where(free, np.abs(table - np.asarray(lengths(item), dtype=np.float64)).sum(axis=1), np.inf)
+        index = int(np.argmin(distance))
+        chosen.append(pool[index])
+        free[index] = False
+    return chosen
+
+
+def stand_in_map(groups: Sequence[ForgetGroup], pools: Mapping[str, Sequence[Pair]], lengths: Lengths) -> dict[str, Pair]:
+    """``pair_id`` of each forget item -> its stand-in from ``pools[group.kind]`` (:func:`closest_stand_ins`).
+
+    The most repeated groups choose first, so the items that weigh most in the stream get the closest matches.
+    """
+    out: dict[str, Pair] = {}
+    for kind in dict.fromkeys(g.kind for g in groups):
+        items = [p for g in sorted(groups, key=lambda g: -g.repetitions) if g.kind == kind for p in g.items]
+        out.update((item.pair_id, stand_in) for item, stand_in in zip(items, closest_stand_ins(items, pools[kind], lengths)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -197,6 +243,10 @@ def training_stream(base: Sequence[Pair], groups: Sequence[ForgetGroup], epochs:
     return stream[: max(1, round(epochs * len(dataset)))]
 
 
-def reference_stream(stream: Sequence[StreamEntry]) -> list[StreamEntry]:
-    """The reference model's stream: the same stream with every forget item removed, order kept."""
-    return [entry for entry in stream if entry.group is None]
+def reference_stream(stream: Sequence[StreamEntry], replacements: Mapping[str, Pair] | None = None) -> list[StreamEntry]:
+    """The reference model's stream: the same stream with every forget item replaced by its stand-in
+    (``replacements``: forget ``pair_id`` -> stand-in, see :func:`stand_in_map`) at the same positions,
+    or, with ``replacements=None``, removed. Stand-ins enter as base items (``group`` None)."""
+    if replacements is None:
+        return [entry for entry in stream if entry.group is None]
+    return [entry if entry.group is None else StreamEntry(replacements[entry.pair.pair_id], None) for entry in stream]

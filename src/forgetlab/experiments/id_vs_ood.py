@@ -11,7 +11,8 @@ it finishes, so a killed run resumes at the first unfinished one):
 2. ``tokenizer`` (``model.name: scratch`` only): a byte-level BPE tokenizer trained on the base corpus;
 3. ``train/original`` and ``train/reference``: the same code path (:func:`forgetlab.train.train_items`,
    same initialisation) on the seeded training stream with the forget groups inserted, and on the
-   identical stream minus the forget items;
+   identical stream with every forget item replaced by a fresh stand-in (``train.reference: replace``,
+   same steps and schedule; see :mod:`forgetlab.data.canaries`) or removed (``remove``);
 4. ``baseline``: both models scored — exposure per canary group, generalized exposure, memorization and
    difficulty per item, the unseen canaries' exposure (≈ log2 e), utility;
 5. ``unlearn/<group>``: for each forget group (and batch size), from the original weights, gradient
@@ -22,7 +23,8 @@ it finishes, so a killed run resumes at the first unfinished one):
 6. ``unlearn/<group>/<factor>_<bucket>``: the same on each memorization/difficulty tercile of the
    groups named in ``buckets.groups``;
 7. ``summary.json`` (per group: steps until unlearned, utility at that point, exposure and generalized
-   exposure before and after, findings) and plots.
+   exposure before and after, findings; :mod:`forgetlab.experiments.study_b_summary`) and plots;
+   wall-clock seconds go to ``timings.json`` so that identical runs write byte-identical summaries.
 """
 
 from __future__ import annotations
@@ -45,16 +47,20 @@ from forgetlab.data.canaries import (
     CanarySpec,
     ForgetGroup,
     GroupSpec,
+    StreamEntry,
     make_canaries,
     make_id_groups,
     reference_stream,
+    stand_in_map,
     training_stream,
 )
 from forgetlab.data.corpus import CORPORA, CorpusSpec, Pair, corpus_input_files, load_corpus
 from forgetlab.experiments.base import EXPERIMENTS, Inputs
+from forgetlab.experiments.study_b_summary import bucket_order, item_factors, summarize
 from forgetlab.methods import METHODS
 from forgetlab.metrics.exposure import (
     LOG2_E,
+    Convention,
     describe,
     expected_unseen_exposure,
     exposure_rank,
@@ -63,14 +69,7 @@ from forgetlab.metrics.exposure import (
     relative_exposure_change,
     relative_exposure_rank,
 )
-from forgetlab.metrics.memorization import (
-    Similarity,
-    difficulty,
-    difficulty_terciles,
-    memorization,
-    memorization_terciles,
-    nearest_neighbors,
-)
+from forgetlab.metrics.memorization import Similarity, nearest_neighbors
 from forgetlab.metrics.utility import greedy_generate, heldout_loss_from, translation_quality
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.scoring import Scorer, encode_pair
@@ -87,6 +86,7 @@ from forgetlab.train import DivergenceError, EncodedItem, save_state, train_item
 
 StopRule = Literal["exposure_baseline", "genex_zero"]
 SCRATCH = "scratch"
+SPARES_PER_ITEM = 32  # candidates per forget item among which its stand-in in the reference stream is chosen
 
 
 # ============================================================================ configuration
@@ -102,6 +102,9 @@ class PretrainSpec(OptimSpec):
     epochs: float = Field(2.0, gt=0, description="passes over base corpus + inserted forget sets")
     batch_size: int = Field(64, ge=1)
     append_eos: bool = Field(True, description="train on target + EOS so that greedy decoding learns to stop")
+    reference: Literal["replace", "remove"] = Field(
+        "replace", description="reference stream: forget items replaced by fresh stand-ins (same steps) or removed"
+    )
 
 
 class StopSpec(Spec):
@@ -166,6 +169,9 @@ class StudyBEvalSpec(Spec):
     similarity: Similarity = "char_tfidf"
     heldout_size: int = Field(100, ge=1, description="validation pairs kept as never-trained controls")
     on_overlong: Literal["error", "truncate"] = "error"
+    exposure: Convention = Field(
+        "forgetlab", description="rank exposure's convention: forgetlab log2(|R|+1), tf_privacy log2(|R|) (metrics.exposure)"
+    )
 
 
 class BucketSpec(Spec):
@@ -225,6 +231,7 @@ class StudyData:
     test: list[Pair]
     heldout: list[Pair]
     dropped: dict[str, int] = field(default_factory=dict)
+    spares: dict[str, list[Pair]] = field(default_factory=dict)
 
     def group(self, name: str) -> ForgetGroup:
         for group in self.groups:
@@ -237,6 +244,7 @@ class StudyData:
         return {
             "base": pairs(self.base), "groups": [g.to_dict() for g in self.groups], "references": pairs(self.references),
             "unseen": pairs(self.unseen), "test": pairs(self.test), "heldout": pairs(self.heldout), "dropped": self.dropped,
+            "spares": {kind: pairs(ps) for kind, ps in self.spares.items()},
         }
 
     @classmethod
@@ -245,26 +253,39 @@ class StudyData:
         return cls(
             pairs("base"), [ForgetGroup.from_dict(g) for g in row["groups"]], pairs("references"), pairs("unseen"),
             pairs("test"), pairs("heldout"), dict(row.get("dropped", {})),
+            {kind: [Pair.from_dict(p) for p in ps] for kind, ps in row.get("spares", {}).items()},
         )
 
 
 def build_data(config: IdVsOodConfig) -> StudyData:
-    """Seeded corpus subsets, ID groups (held-out train pairs) and canaries."""
+    """Seeded corpus subsets, ID groups (held-out train pairs), canaries and the reference model's spares.
+
+    The training split is shuffled once and cut into the ID forget pool, the base training set and
+    (``train.reference: replace``) up to ``SPARES_PER_ITEM`` spare pairs per ID forget item; as many
+    spare canaries per canary are fresh secrets. The training stage picks each forget item's stand-in
+    among them by token counts. The base set, groups, references and test/held-out pairs do not
+    depend on ``train.reference``.
+    """
     corpus = load_corpus(config.corpus)
     rng = random.Random(f"study_b:{config.seed}")
-    spec = config.groups
+    spec, replace = config.groups, config.train.reference == "replace"
     train = corpus.split("train")[:]
     rng.shuffle(train)
     n_id = spec.per_group * len(spec.repetitions) if "id" in spec.kinds else 0
-    if len(train) < n_id + config.train_size:
+    n_spare = n_id if replace else 0  # the least that works: one stand-in per item
+    if len(train) < n_id + config.train_size + n_spare:
         raise ValueError(
-            f"corpus {corpus.name!r}: {len(train)} training pairs after cleaning, "
-            f"{n_id} (ID forget sets) + {config.train_size} (train_size) needed"
+            f"corpus {corpus.name!r}: {len(train)} training pairs after cleaning, {n_id} (ID forget sets) + "
+            f"{config.train_size} (train_size) + {n_spare} (ID stand-ins for the reference model) needed"
         )
     groups: list[ForgetGroup] = []
-    canaries = make_canaries(config.canaries, spec.repetitions if "ood" in spec.kinds else [], spec.per_group, config.seed)
+    reps = spec.repetitions if "ood" in spec.kinds else []
+    n_spares = SPARES_PER_ITEM * len(reps) * spec.per_group if replace else 0
+    canaries = make_canaries(config.canaries, reps, spec.per_group, config.seed, n_spares=n_spares)
     for kind in spec.kinds:
         groups.extend(canaries.groups if kind == "ood" else make_id_groups(train[:n_id], spec.repetitions, spec.per_group))
+    start = n_id + config.train_size
+    spares = {"ood": canaries.spares, "id": train[start : start + SPARES_PER_ITEM * n_id]} if replace else {}
     return StudyData(
         base=train[n_id : n_id + config.train_size],
         groups=groups,
@@ -273,6 +294,7 @@ def build_data(config: IdVsOodConfig) -> StudyData:
         test=_sample(corpus.split("test"), config.test_size, rng, "test"),
         heldout=_sample(corpus.split("validation"), config.eval.heldout_size, rng, "validation"),
         dropped=corpus.dropped,
+        spares=spares,
     )
 
 
@@ -295,6 +317,14 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], max_length: int, eos: bo
             cache[pair.pair_id] = EncodedItem(pair.pair_id, [seq], [len(ctx)], 0)
         items.append(cache[pair.pair_id])
     return items
+
+
+def stream_tokens(items: Sequence[EncodedItem]) -> dict[str, int]:
+    """Tokens of a training stream: whole sequences, and the trained-on targets (after the prompt, EOS included)."""
+    return {
+        "tokens": sum(len(item.sequences[0]) for item in items),
+        "target_tokens": sum(len(item.sequences[0]) - item.answer_starts[0] for item in items),
+    }
 
 
 # ============================================================================ stopping rules
@@ -379,19 +409,24 @@ def score_pairs(scorer: Scorer, pairs: Sequence[Pair]) -> tuple[np.ndarray, np.n
 
 def forget_values(
     job: Job, ll: np.ndarray, n: np.ndarray, refs: tuple[np.ndarray, np.ndarray] | None,
-    test: tuple[np.ndarray, np.ndarray], per_token: bool,
+    test: tuple[np.ndarray, np.ndarray], per_token: bool, convention: Convention = "forgetlab",
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Group-level values and per-item arrays of one evaluation (exposure only with references)."""
+    """Group-level values and per-item arrays of one evaluation (exposure only with references).
+
+    ``refs`` and ``test`` are (log-likelihoods, target token counts) under the current model. Relative
+    exposure (a) ranks the items among ``refs`` when given (canaries), else among ``test`` (ID items),
+    by log-perplexity per target token (``per_token``) or summed.
+    """
     genex = generalized_exposure(ll, job.ll_reference)
     per_item = {"ll": ll, "genex": genex, "relexp_change": relative_exposure_change(ll, job.ll_original)}
     values = {"loss": float(-ll.mean()), **describe(genex, "genex_")}
     values["relexp_change_mean"] = float(per_item["relexp_change"].mean())
     pool_ll, pool_n = refs if refs is not None else test
     item_ppl, pool_ppl = (-ll / n, -pool_ll / pool_n) if per_token else (-ll, -pool_ll)
-    per_item["relexp_rank"] = relative_exposure_rank(item_ppl, pool_ppl)
+    per_item["relexp_rank"] = relative_exposure_rank(item_ppl, pool_ppl, convention)
     values["relexp_rank_mean"] = float(per_item["relexp_rank"].mean())
     if refs is not None:
-        per_item["exposure"] = exposure_rank(-ll, -refs[0])
+        per_item["exposure"] = exposure_rank(-ll, -refs[0], convention)
         values.update(describe(per_item["exposure"], "exposure_"))
         try:
             per_item["exposure_extrapolated"] = fit_skewnorm(-refs[0]).exposure(-ll)
@@ -418,7 +453,7 @@ class GroupEvaluator:
         ll, n = score_pairs(scorer, self.job.items)
         refs = score_pairs(scorer, runner.data.references) if self.job.kind == "ood" else None
         test = score_pairs(scorer, runner.data.test[: cfg.utility_size])
-        forget, self.per_item = forget_values(self.job, ll, n, refs, test, cfg.per_token_relative)
+        forget, self.per_item = forget_values(self.job, ll, n, refs, test, cfg.per_token_relative, cfg.exposure)
         newly = self.stop.update(step, forget)
         stopping = self.stop.should_stop or step >= self.max_steps
         utility = heldout_loss_values(test)
@@ -495,6 +530,7 @@ class StudyBRunner:
         self.tokenizer: Any = None
         self.data: StudyData | None = None
         self.baseline: dict[str, Any] = {}
+        self.stage_seconds: dict[str, float] = {}
 
     # --- orchestration -------------------------------------------------------------------------------
 
@@ -509,11 +545,13 @@ class StudyBRunner:
         if not self.config.save_models and self.acc.is_main_process:
             for role in ("original", "reference"):
                 self._weights_path(role).unlink(missing_ok=True)
-        summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results, time.time() - started)
+        summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results)
         if self.acc.is_main_process:
             from forgetlab.report.study_b_plots import plot_study_b
 
             plot_study_b(self.run_.dir, summary)
+            # each stage's seconds as recorded when it ran; total: this invocation (a resumed run: its last part)
+            self.run_.save_timings({"total_seconds": time.time() - started, "stages": self.stage_seconds})
         self.acc.wait_for_everyone()
         return summary
 
@@ -527,6 +565,8 @@ class StudyBRunner:
             if self.acc.is_main_process:
                 self.run_.save_stage(key, payload)
             self.acc.wait_for_everyone()
+        if "seconds" in payload:
+            self.stage_seconds[key] = payload["seconds"]
         return payload
 
     # --- tokenizer and models ------------------------------------------------------------------------
@@ -595,12 +635,25 @@ class StudyBRunner:
 
     # --- training ------------------------------------------------------------------------------------
 
+    def _stream(self, role: str) -> tuple[list[StreamEntry], dict[str, str]]:
+        """The training stream of ``role``: forget sets inserted (original), or replaced / removed (reference);
+        and each forget item's stand-in (``pair_id`` to ``pair_id``), closest in prompt and target tokens."""
+        spec = self.config.train
+        stream = training_stream(self.data.base, self.data.groups, spec.epochs, self.config.seed)
+        if role == "original" or spec.reference == "remove":
+            return (stream if role == "original" else reference_stream(stream)), {}
+        stand_ins = stand_in_map(self.data.groups, self.data.spares, self._token_lengths)
+        return reference_stream(stream, stand_ins), {k: v.pair_id for k, v in stand_ins.items()}
+
+    def _token_lengths(self, pair: Pair) -> tuple[int, int]:
+        """Prompt and target tokens of a pair, tokenised as for training."""
+        ctx, cont = encode_pair(self.tokenizer, pair.prompt, pair.target)
+        return len(ctx), len(cont)
+
     def _train(self, role: str) -> dict[str, Any]:
         """Train a fresh model on the original stream (forget sets inserted) or the reference stream."""
         spec = self.config.train
-        stream = training_stream(self.data.base, self.data.groups, spec.epochs, self.config.seed)
-        if role == "reference":
-            stream = reference_stream(stream)
+        stream, stand_ins = self._stream(role)
         self.model = self._fresh_model()
         items = encode_pairs(self.tokenizer, [e.pair for e in stream], self._max_length(), spec.append_eos)
         method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
@@ -614,8 +667,12 @@ class StudyBRunner:
             {"task": "train", "stage": f"train_{role}", "step": i + 1, "split": "train", "metric": "loss", "value": loss}
             for i, loss in enumerate(result.losses)
         ]
-        forget = sum(e.group is not None for e in stream)
-        return {"steps": result.steps, "items": len(stream), "forget_items": forget, "metrics": rows}
+        base = {p.pair_id for p in self.data.base}
+        counts = {
+            "items": len(stream), "forget_items": sum(e.group is not None for e in stream),
+            "stand_in_items": sum(e.group is None and e.pair.pair_id not in base for e in stream),
+        }
+        return {"steps": result.steps, **counts, **stream_tokens(items), "stand_ins": stand_ins, "metrics": rows}
 
     def _save_weights(self, role: str) -> None:
         if self.acc.is_main_process:
@@ -664,7 +721,7 @@ class StudyBRunner:
         base = {"stage": role, "step": 0}
         rows = [dict(base, task="test", split="test", metric=k, value=v) for k, v in sc["utility"].items()]
         if len(sc["unseen"][0]):
-            unseen = exposure_rank(-np.asarray(sc["unseen"][0]), refs)
+            unseen = exposure_rank(-np.asarray(sc["unseen"][0]), refs, self.config.eval.exposure)
             rows.append(dict(base, task="unseen", split="unseen", metric="exposure_mean", value=float(unseen.mean())))
             rows.append(dict(base, task="unseen", split="unseen", metric="exposure_extrapolated_mean",
                              value=float(fit.exposure(-np.asarray(sc["unseen"][0])).mean())))
@@ -673,7 +730,8 @@ class StudyBRunner:
             gbase = dict(base, task=group.name, group=group.name, kind=group.kind, split="forget")
             rows.append(dict(gbase, metric="ll_mean", value=float(ll.mean())))
             if group.kind == "ood":
-                rows.append(dict(gbase, metric="exposure_mean", value=float(exposure_rank(-ll, refs).mean())))
+                exposure = exposure_rank(-ll, refs, self.config.eval.exposure)
+                rows.append(dict(gbase, metric="exposure_mean", value=float(exposure.mean())))
                 rows.append(dict(gbase, metric="exposure_extrapolated_mean", value=float(fit.exposure(-ll).mean())))
         return rows
 
@@ -682,7 +740,9 @@ class StudyBRunner:
         for group in self.data.groups:
             factors = item_factors(scores, group.name)
             exposures = {
-                role: exposure_rank(-np.asarray(sc["groups"][group.name][0]), -np.asarray(sc["references"][0]))
+                role: exposure_rank(
+                    -np.asarray(sc["groups"][group.name][0]), -np.asarray(sc["references"][0]), self.config.eval.exposure
+                )
                 for role, sc in scores.items()
             } if group.kind == "ood" else {}
             base = {"task": group.name, "stage": "baseline", "kind": group.kind, "repetitions": group.repetitions}
@@ -699,12 +759,13 @@ class StudyBRunner:
         if isinstance(choice, (int, float)):
             return float(choice)
         if choice == "expected":
-            return expected_unseen_exposure(len(self.data.references))
+            return expected_unseen_exposure(len(self.data.references), self.config.eval.exposure)
         if choice == "unseen":
             sc = baseline["scores"]["original"]
             if not len(sc["unseen"][0]):
                 raise ValueError("unlearn.stop.exposure_baseline 'unseen' needs canaries.n_unseen > 0")
-            return float(exposure_rank(-np.asarray(sc["unseen"][0]), -np.asarray(sc["references"][0])).mean())
+            unseen, refs = -np.asarray(sc["unseen"][0]), -np.asarray(sc["references"][0])
+            return float(exposure_rank(unseen, refs, self.config.eval.exposure).mean())
         return LOG2_E
 
     # --- unlearning ----------------------------------------------------------------------------------
@@ -728,7 +789,7 @@ class StudyBRunner:
             factors = item_factors(baseline["scores"], name)
             for factor in self.config.buckets.factors:
                 labels = factors[f"{factor}_bucket"]
-                for label in dict.fromkeys(_bucket_order(factor)):
+                for label in dict.fromkeys(bucket_order(factor)):
                     index = [i for i, lab in enumerate(labels) if lab == label]
                     if not index:
                         continue
@@ -821,22 +882,6 @@ def _group_ll(baseline: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarr
     return np.asarray(scores["original"]["groups"][name][0]), np.asarray(scores["reference"]["groups"][name][0])
 
 
-def _bucket_order(factor: str) -> tuple[str, ...]:
-    return ("easy", "medium", "hard") if factor == "difficulty" else ("low", "medium", "high")
-
-
-def item_factors(scores: dict[str, Any], name: str) -> dict[str, Any]:
-    """Per item of a group: log-likelihoods, memorization, difficulty and their terciles."""
-    ll_o = np.asarray(scores["original"]["groups"][name][0])
-    ll_r, n = (np.asarray(v) for v in scores["reference"]["groups"][name])
-    mem, diff = memorization(ll_o, ll_r), difficulty(ll_r, n)
-    return {
-        "ll_original": ll_o.tolist(), "ll_reference": ll_r.tolist(), "n_tokens": n.astype(int).tolist(),
-        "memorization": mem.tolist(), "difficulty": diff.tolist(),
-        "memorization_bucket": memorization_terciles(mem), "difficulty_bucket": difficulty_terciles(diff),
-    }
-
-
 def _nearby_summary(before: dict[str, np.ndarray], after: dict[str, np.ndarray], similarity: float | None) -> dict[str, Any]:
     """Mean log-likelihood change (nats) of each comparison set."""
     if not before:
@@ -846,224 +891,3 @@ def _nearby_summary(before: dict[str, np.ndarray], after: dict[str, np.ndarray],
         out[f"{name}_delta_ll"] = float((after[name] - before[name]).mean())
         out[f"{name}_n"] = int(before[name].size)
     return out
-
-
-# ============================================================================ summary
-
-
-def summarize(
-    config: IdVsOodConfig, run_id: str, data: StudyData, training: dict[str, dict[str, Any]], baseline: dict[str, Any],
-    jobs: Sequence[Job], results: dict[str, dict[str, Any]], seconds: float,
-) -> dict[str, Any]:
-    """The run's headline numbers: per group steps to unlearn, utility, exposure/GenEx before and after, findings."""
-    scores = baseline["scores"]
-    before = {g.name: group_before(g, scores) for g in data.groups}
-    rows = {job.key: job_summary(job, results[job.key]) for job in jobs}
-    main = {k: v for k, v in rows.items() if v["bucket"] is None}
-    buckets = {k: v for k, v in rows.items() if v["bucket"] is not None}
-    return {
-        "experiment": config.experiment,
-        "run": run_id,
-        "model": config.model.name,
-        "parameters": baseline["parameters"],
-        "vocab_size": baseline["vocab_size"],
-        "sizes": {
-            "train": len(data.base), "per_group": config.groups.per_group, "references": len(data.references),
-            "unseen": len(data.unseen), "test": len(data.test), "utility": config.eval.utility_size,
-            "bleu": config.eval.bleu_size,
-        },
-        "training": {role: {k: training[role][k] for k in ("steps", "items", "forget_items", "seconds")} for role in training},
-        "exposure_baselines": exposure_baselines(scores, len(data.references)),
-        "genex_offsets": genex_offsets(scores),
-        "before": before,
-        "utility_before": {role: scores[role]["utility"] for role in ("original", "reference")},
-        "groups": main,
-        "buckets": buckets,
-        "findings": findings(config, before, main, buckets, results),
-        "seconds": seconds,
-    }
-
-
-def exposure_baselines(scores: dict[str, Any], n_references: int) -> dict[str, float | None]:
-    """The never-seen canary exposure: theory (log2 e), exact finite-N expectation, measured on the unseen canaries."""
-    out: dict[str, float | None] = {"theory_log2e": LOG2_E, "expected_finite_n": expected_unseen_exposure(n_references)}
-    for role in ("original", "reference"):
-        unseen = np.asarray(scores[role]["unseen"][0])
-        refs = -np.asarray(scores[role]["references"][0])
-        out[f"unseen_{role}"] = float(exposure_rank(-unseen, refs).mean()) if unseen.size else None
-    return out
-
-
-def genex_offsets(scores: dict[str, Any]) -> dict[str, float | None]:
-    """Mean ``ll_original - ll_reference`` on items NEITHER model trained on: the part of GenEx that is
-    general ability (test pairs) or knowledge of the canary format (unseen canaries), not memorization."""
-    out: dict[str, float | None] = {}
-    for name, key in (("test_pairs", "test"), ("unseen_canaries", "unseen")):
-        original, reference = np.asarray(scores["original"][key][0]), np.asarray(scores["reference"][key][0])
-        out[name] = float((original - reference).mean()) if original.size else None
-    return out
-
-
-def group_before(group: ForgetGroup, scores: dict[str, Any]) -> dict[str, Any]:
-    """A group before unlearning: likelihoods, memorization, difficulty, exposure under both models."""
-    factors = item_factors(scores, group.name)
-    out: dict[str, Any] = {
-        "kind": group.kind, "repetitions": group.repetitions, "n_items": len(group.items),
-        "ll_original_mean": float(np.mean(factors["ll_original"])), "ll_reference_mean": float(np.mean(factors["ll_reference"])),
-        "memorization_mean": float(np.mean(factors["memorization"])), "difficulty_mean": float(np.mean(factors["difficulty"])),
-    }
-    if group.kind == "ood":
-        for role in ("original", "reference"):
-            refs = -np.asarray(scores[role]["references"][0])
-            logppl = -np.asarray(scores[role]["groups"][group.name][0])
-            out[f"exposure_{role}"] = float(exposure_rank(logppl, refs).mean())
-            out[f"exposure_extrapolated_{role}"] = float(fit_skewnorm(refs).exposure(logppl).mean())
-    return out
-
-
-def utility_lost(before: dict[str, float], at: dict[str, float]) -> dict[str, float]:
-    """Positive = utility lost: loss increase, BLEU and exact-match decrease."""
-    out = {"loss": at["loss"] - before["loss"]}
-    for key in ("bleu", "exact_match"):
-        if key in before and key in at:
-            out[key] = before[key] - at[key]
-    return out
-
-
-def _prefixed(values: dict[str, float], prefix: str) -> dict[str, float]:
-    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
-
-
-def job_summary(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
-    """One unlearning run in the summary (a diverged run: its status and error only)."""
-    head = {
-        "group": job.group, "kind": job.kind, "repetitions": job.repetitions, "batch_size": job.batch_size,
-        "bucket": job.bucket, "n_items": len(job.items), "status": payload["status"],
-    }
-    if payload["status"] != "ok":
-        return {**head, "error": payload["error"], "last_finite_step": payload["steps"]}
-    history = payload["history"]
-    first, last = history[0], history[-1]
-    at = payload["first_met"][payload["primary"]]
-    at_entry = next((h for h in history if h["step"] == at), None)
-    out = {
-        **head, "stop_reason": payload["stop_reason"], "steps_run": last["step"], "criterion": payload["primary"],
-        "steps_to_unlearn": at, "unlearned": at is not None, "steps_to_unlearn_by": payload["first_met"],
-        "exposure_baseline": payload["exposure_baseline"], "exposure_tolerance": payload.get("exposure_tolerance", 0.0),
-        "utility_before": first["test"], "utility_at_unlearned": at_entry["test"] if at_entry else None,
-        "utility_after": last["test"], "utility_lost": utility_lost(first["test"], (at_entry or last)["test"]),
-        "utility_lost_at": "unlearned" if at_entry else "end",
-        "forget_loss_before": first["forget"]["loss"], "forget_loss_after": last["forget"]["loss"],
-        "genex_before": _prefixed(first["forget"], "genex_"), "genex_after": _prefixed(last["forget"], "genex_"),
-        "relexp_rank_before": first["forget"]["relexp_rank_mean"], "relexp_rank_after": last["forget"]["relexp_rank_mean"],
-        "relexp_change_after": last["forget"]["relexp_change_mean"], "nearby": payload["nearby"],
-    }
-    if job.kind == "ood":
-        for label, entry in (("before", first), ("after", last)):
-            out[f"exposure_{label}"] = {
-                "mean": entry["forget"]["exposure_mean"], "extrapolated_mean": entry["forget"].get("exposure_extrapolated_mean"),
-            }
-    return out
-
-
-def _later(first: int | None, second: int | None) -> bool | None:
-    """Whether ``first`` comes after ``second`` (None = never reached = infinitely late; both None: unknown)."""
-    if first is None and second is None:
-        return None
-    inf = float("inf")
-    return (inf if first is None else first) > (inf if second is None else second)
-
-
-def _loss_at(history: list[dict[str, Any]], step: int | None) -> float:
-    """Held-out loss at the last evaluation at or before ``step`` (the last one when ``step`` is None)."""
-    entries = [h for h in history if step is None or h["step"] <= step]
-    return entries[-1]["test"]["loss"]
-
-
-def compare_ood_id(ood: dict[str, Any], idd: dict[str, Any]) -> dict[str, Any]:
-    """The paper's three claims for one repetition count, with GenEx <= 0 as the common unlearning criterion.
-
-    * more steps: OOD's first step with mean GenEx <= 0 is later than ID's (never = infinitely late);
-      also reported with OOD's own criterion, exposure at the baseline, against ID's GenEx <= 0;
-    * better trade-off: held-out loss gained per nat of mean GenEx removed, up to the unlearned point
-      (or the end of the run), is lower for OOD;
-    * faster utility decay: held-out loss gained per step over the steps both runs have is higher for ID.
-    """
-    payloads = {"ood": ood, "id": idd}
-    steps = {name: p["first_met"]["genex_zero"] for name, p in payloads.items()}
-    out: dict[str, Any] = {
-        "ood_steps_genex": steps["ood"], "id_steps_genex": steps["id"],
-        "ood_steps_exposure": ood["first_met"].get("exposure_baseline"),
-        "ood_needs_more_steps": _later(steps["ood"], steps["id"]),
-        "ood_needs_more_steps_exposure_vs_genex": _later(ood["first_met"].get("exposure_baseline"), steps["id"]),
-    }
-    cost = {}
-    for name, payload in payloads.items():
-        history = payload["history"]
-        at = [h for h in history if steps[name] is None or h["step"] <= steps[name]][-1]
-        gained = at["test"]["loss"] - history[0]["test"]["loss"]
-        removed = history[0]["forget"]["genex_mean"] - at["forget"]["genex_mean"]
-        cost[name] = gained / removed if removed > 0 else None
-        out[f"{name}_loss_increase_at_unlearned"] = gained
-        out[f"{name}_loss_per_nat_genex_removed"] = cost[name]
-    out["ood_better_tradeoff"] = cost["ood"] < cost["id"] if None not in cost.values() else None
-    common = min(ood["history"][-1]["step"], idd["history"][-1]["step"])
-    rate = {name: (_loss_at(p["history"], common) - p["history"][0]["test"]["loss"]) / common if common else None
-            for name, p in payloads.items()}
-    out.update({f"{name}_loss_increase_per_step": r for name, r in rate.items()}, common_steps=common)
-    out["id_decays_utility_faster"] = rate["id"] > rate["ood"] if common else None
-    return out
-
-
-def findings(
-    config: IdVsOodConfig, before: dict[str, Any], main: dict[str, Any], buckets: dict[str, Any], results: dict[str, Any]
-) -> dict[str, Any]:
-    """Whether the run shows what the paper reports (each claim with the numbers behind it)."""
-    size = config.unlearn.sizes()[0]
-    key_of = {(v["kind"], v["repetitions"]): k for k, v in main.items() if v["batch_size"] == size and v["status"] == "ok"}
-    out: dict[str, Any] = {}
-    reps = sorted(config.groups.repetitions)
-    ood_exposure = {r: before[f"ood_x{r}"]["exposure_original"] for r in reps if f"ood_x{r}" in before}
-    if ood_exposure:
-        ordered = list(ood_exposure.values())
-        out["exposure_before_by_repetitions"] = {str(r): v for r, v in ood_exposure.items()}
-        out["exposure_rises_with_repetitions"] = all(b >= a for a, b in zip(ordered, ordered[1:]))
-        out["exposure_most_minus_least_repeated"] = ordered[-1] - ordered[0]
-    ok = {k: v for k, v in main.items() if v["status"] == "ok"}
-    ood = {k: v for k, v in ok.items() if v["kind"] == "ood"}
-    out["exposure_fell"] = {k: v["exposure_after"]["mean"] < v["exposure_before"]["mean"] for k, v in ood.items()}
-    out["genex_fell"] = {k: v["genex_after"]["mean"] < v["genex_before"]["mean"] for k, v in ok.items()}
-    per_rep = {
-        str(r): compare_ood_id(results[key_of[("ood", r)]], results[key_of[("id", r)]])
-        for r in config.groups.repetitions if ("ood", r) in key_of and ("id", r) in key_of
-    }
-    out["ood_vs_id"] = per_rep
-    claims = ("ood_needs_more_steps", "ood_needs_more_steps_exposure_vs_genex", "ood_better_tradeoff", "id_decays_utility_faster")
-    for claim in claims:
-        votes = [v[claim] for v in per_rep.values() if v[claim] is not None]
-        out[claim] = sum(votes) > len(votes) / 2 if votes else None
-        out[f"{claim}_votes"] = f"{sum(votes)}/{len(votes)}"
-    out["buckets"] = bucket_findings(buckets)
-    return out
-
-
-def bucket_findings(buckets: dict[str, Any]) -> dict[str, Any]:
-    """Per (group, factor): utility lost and cost per nat of GenEx removed, by tercile; the paper's comparisons."""
-    table: dict[str, dict[str, Any]] = {}
-    for row in buckets.values():
-        if row["status"] != "ok":
-            continue
-        factor, label = row["bucket"].split("_", 1)
-        removed = row["genex_before"]["mean"] - (row["genex_after"]["mean"])
-        cost = row["utility_lost"]["loss"] / removed if removed > 0 else None
-        table.setdefault(f"{row['group']}/{factor}", {})[label] = {
-            "steps_to_unlearn": row["steps_to_unlearn"], "utility_lost_loss": row["utility_lost"]["loss"],
-            "loss_per_nat_genex_removed": cost,
-        }
-    for name, labels in table.items():
-        low, high = ("easy", "hard") if name.endswith("difficulty") else ("low", "high")
-        if low in labels and high in labels:
-            labels[f"{high}_hurts_utility_more"] = labels[high]["utility_lost_loss"] > labels[low]["utility_lost_loss"]
-            costs = labels[high]["loss_per_nat_genex_removed"], labels[low]["loss_per_nat_genex_removed"]
-            labels[f"{high}_trades_off_better"] = costs[0] < costs[1] if None not in costs else None
-    return table

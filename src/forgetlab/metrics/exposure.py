@@ -29,38 +29,63 @@ tokens) from :class:`forgetlab.scoring.Scorer`, or log-perplexities ``logppl = -
   (b) ``relative_exposure_change``: ``ll_now(x) - ll_original(x)`` in nats, the change from the model
   before unlearning (0 at the start, negative as the item is pushed away). Neither needs a
   reference model.
+
+**Conventions** (``convention=``). ``"forgetlab"`` (the default, above): the candidate space is the
+references plus the canary, ``log2(|R| + 1)``, so exposure is never negative; extrapolation fits
+log-perplexities and goes through ``logcdf`` (finite deep in the tail). ``"tf_privacy"``: the
+secret sharer code of tensorflow_privacy (``privacy_tests/secret_sharer/exposures.py``, commit
+40d73ed, 2022), which the Study B authors' pipeline (google-research ``learn_to_forget``) calls
+with ``-score``, i.e. the same summed log-perplexity in nats: interpolation
+``log2(|R|) - log2(rank)`` with ``rank = 1 + #{references <= candidate}`` (its sort puts a tied
+reference first, so ties count as at least as likely, as here), which is negative,
+``log2(|R|/(|R|+1))``, for a canary less likely than every reference; extrapolation
+``-log2(skewnorm.cdf(x, *skewnorm.fit(references)))`` on whatever values it is given, unchecked:
+``inf`` where the CDF underflows to 0. The two conventions' rank exposures differ by the constant
+``log2((|R|+1)/|R|)``; their extrapolated exposures agree wherever tensorflow_privacy's is finite.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy.stats import skewnorm
 
 LOG2_E = math.log2(math.e)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+Convention = Literal["forgetlab", "tf_privacy"]
 
 
 def _array(values: Sequence[float] | np.ndarray | float) -> np.ndarray:
     return np.atleast_1d(np.asarray(values, dtype=np.float64))
 
 
-def exposure_rank(candidate_logppl: Sequence[float] | float, reference_logppl: Sequence[float]) -> np.ndarray:
-    """Rank exposure of each candidate among the references: ``log2(n+1) - log2(1 + #{ref <= candidate})``."""
+def _space(n_references: int, convention: Convention) -> int:
+    """The ``|R|`` or ``|R| + 1`` whose log2 is the largest exposure."""
+    if convention not in ("forgetlab", "tf_privacy"):
+        raise ValueError(f"exposure convention {convention!r}: 'forgetlab' or 'tf_privacy'")
+    return n_references + 1 if convention == "forgetlab" else n_references
+
+
+def exposure_rank(
+    candidate_logppl: Sequence[float] | float, reference_logppl: Sequence[float], convention: Convention = "forgetlab"
+) -> np.ndarray:
+    """Rank exposure of each candidate among the ``n`` references, ``rank = 1 + #{ref <= candidate}``:
+    ``log2(n + 1) - log2(rank)`` (forgetlab) or ``log2(n) - log2(rank)`` (tf_privacy)."""
     refs = np.sort(_array(reference_logppl))
     if refs.size == 0:
         raise ValueError("exposure needs at least one reference")
     ranks = 1 + np.searchsorted(refs, _array(candidate_logppl), side="right")
-    return np.log2(refs.size + 1) - np.log2(ranks)
+    return np.log2(_space(refs.size, convention)) - np.log2(ranks)
 
 
-def expected_unseen_exposure(n_references: int) -> float:
-    """Exact mean rank exposure of a never-seen canary among ``n`` references: ``log2 N - log2(N!)/N``."""
+def expected_unseen_exposure(n_references: int, convention: Convention = "forgetlab") -> float:
+    """Exact mean rank exposure of a never-seen canary among ``n`` references (rank uniform on ``1..n+1``):
+    ``log2 S - log2((n+1)!)/(n+1)`` with ``S = n + 1`` (forgetlab) or ``n`` (tf_privacy)."""
     n = n_references + 1
-    return math.log2(n) - math.lgamma(n + 1) / math.log(2) / n
+    return math.log2(_space(n_references, convention)) - math.lgamma(n + 1) / math.log(2) / n
 
 
 @dataclass(frozen=True)
@@ -88,8 +113,18 @@ def fit_skewnorm(reference_logppl: Sequence[float]) -> SkewNormFit:
     return SkewNormFit(float(a), float(loc), float(scale))
 
 
-def exposure_extrapolated(candidate_logppl: Sequence[float] | float, reference_logppl: Sequence[float]) -> np.ndarray:
-    """Extrapolated exposure ``-log2 CDF_skewnorm(logppl)`` with the skew-normal fitted to the references."""
+def exposure_extrapolated(
+    candidate_logppl: Sequence[float] | float, reference_logppl: Sequence[float], convention: Convention = "forgetlab"
+) -> np.ndarray:
+    """Extrapolated exposure ``-log2 CDF_skewnorm(logppl)`` with the skew-normal fitted to the references.
+
+    ``tf_privacy``: its formula as is, on the values given (no checks; ``inf`` where the CDF underflows).
+    """
+    _space(1, convention)  # rejects an unknown convention
+    if convention == "tf_privacy":
+        params = skewnorm.fit(_array(reference_logppl))
+        with np.errstate(divide="ignore"):
+            return -np.log2(skewnorm.cdf(_array(candidate_logppl), *params))
     return fit_skewnorm(reference_logppl).exposure(candidate_logppl)
 
 
@@ -101,9 +136,11 @@ def generalized_exposure(ll_model: Sequence[float], ll_reference: Sequence[float
     return model - reference
 
 
-def relative_exposure_rank(item_logppl: Sequence[float], heldout_logppl: Sequence[float]) -> np.ndarray:
+def relative_exposure_rank(
+    item_logppl: Sequence[float], heldout_logppl: Sequence[float], convention: Convention = "forgetlab"
+) -> np.ndarray:
     """Reading (a): exposure's rank formula with held-out items of the same distribution as candidates."""
-    return exposure_rank(item_logppl, heldout_logppl)
+    return exposure_rank(item_logppl, heldout_logppl, convention)
 
 
 def relative_exposure_change(ll_now: Sequence[float], ll_original: Sequence[float]) -> np.ndarray:

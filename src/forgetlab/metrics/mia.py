@@ -23,7 +23,10 @@ means "more member-like"** (more likely to have been trained on):
 data (under-unlearned); < 0.5: they look *less* likely than data never seen, which is just as
 detectable (over-unlearned, a "Streisand effect"). ``auc_gap = |AUC − 0.5|`` is the distance to
 indistinguishable. TPR at a fixed FPR (Carlini et al. 2022, "Membership Inference Attacks From First
-Principles") is the largest true-positive rate among ROC points with ``FPR ≤`` the target.
+Principles") is the largest true-positive rate among ROC points with ``FPR ≤`` the target (``≤``: the
+target is an upper bound, so 1 false positive among 100 non-members is allowed at 1 %). LiRA's code
+(``tpr[np.where(fpr < .001)[0][-1]]``) uses a strict ``<``; the two differ only when an ROC point has
+FPR exactly equal to the target, and :func:`tpr_at_fpr` gives LiRA's number with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -159,10 +162,13 @@ def roc_curve(members: Sequence[float], nonmembers: Sequence[float]) -> tuple[np
     return fpr, tpr, np.r_[np.inf, scores[last]]
 
 
-def tpr_at_fpr(members: Sequence[float], nonmembers: Sequence[float], max_fpr: float) -> float:
-    """The largest TPR among ROC points with ``FPR ≤ max_fpr``."""
+def tpr_at_fpr(members: Sequence[float], nonmembers: Sequence[float], max_fpr: float, *, strict: bool = False) -> float:
+    """The largest TPR among ROC points with ``FPR ≤ max_fpr`` (``strict``: ``FPR < max_fpr``, as LiRA's code).
+
+    The point (0, 0) is always on the curve, so the result is 0 when no threshold qualifies.
+    """
     fpr, tpr, _ = roc_curve(members, nonmembers)
-    return float(tpr[fpr <= max_fpr].max())
+    return float(tpr[(fpr < max_fpr) if strict else (fpr <= max_fpr)].max())
 
 
 def bootstrap_auc_ci(members: Sequence[float], nonmembers: Sequence[float], *, n_resamples: int = 1000,
