@@ -207,7 +207,7 @@ def test_a_large_csv_cell_is_read(tmp_path):
 
 
 def test_unlearn_summary_is_byte_identical_and_timings_are_apart(tmp_path):
-    from forgetlab.config import build_config
+    from forgetlab.experiments import build_config
     from forgetlab.experiments import run_experiment
 
     config = build_config(raw_config())

@@ -1,6 +1,7 @@
 import pytest
 
-from forgetlab.config import ConfigError, apply_overrides, build_config, load_config
+from forgetlab.config import ConfigError, apply_overrides
+from forgetlab.experiments import build_config, load_config
 
 BASE = {"experiment": "forget_generalization", "tasks": ["boolq", {"name": "piqa", "source": "local"}]}
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from forgetlab.config import build_config
+from forgetlab.experiments import build_config
 from forgetlab.experiments import run_experiment
 from forgetlab.store import RunStore, read_jsonl
 

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 import forgetlab.experiments.base as base
 import forgetlab.train as train
 from forgetlab.cli import EXIT_LOCKED, app
-from forgetlab.config import ConfigError, build_config
+from forgetlab.config import ConfigError
+from forgetlab.experiments import build_config
 from forgetlab.experiments import EXPERIMENTS, run_experiment
 from forgetlab.models import load_model
 from forgetlab.store import RunStore, StoreError

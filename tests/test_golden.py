@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from forgetlab.config import load_config
+from forgetlab.experiments import load_config
 from forgetlab.experiments import run_experiment
 from forgetlab.store import RunStore, read_jsonl
 

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from forgetlab.config import build_config
+from forgetlab.experiments import build_config
 from forgetlab.store import RunLocked, RunStore, StoreError, atomic_write_json, read_jsonl, remove_temporaries
 
 CONFIG = build_config({"experiment": "forget_generalization", "name": "demo", "tasks": ["boolq"]})

@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from forgetlab.analysis.order import first_crossing
-from forgetlab.config import build_config
+from forgetlab.experiments import build_config
 from forgetlab.experiments import run_experiment
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer

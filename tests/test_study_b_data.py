@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from forgetlab.config import build_config
+from forgetlab.experiments import build_config
 from forgetlab.data.canaries import (
     CanarySpec,
     ForgetGroup,
@@ -262,7 +262,7 @@ def test_from_scratch_recipe_reference_trains_as_many_steps_and_tokens(shared_da
     the former stream (forget items removed) had 188 steps against 410."""
     from pathlib import Path
 
-    from forgetlab.config import load_config
+    from forgetlab.experiments import load_config
     from forgetlab.experiments.id_vs_ood import StudyBRunner, encode_pairs, stream_tokens
     from forgetlab.scratch import train_bpe_tokenizer
     from forgetlab.train import total_steps

@@ -7,7 +7,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from forgetlab.config import ConfigError, OptimSpec, build_config
+from forgetlab.config import ConfigError, OptimSpec
+from forgetlab.experiments import build_config
 from forgetlab.data.corpus import Pair
 from forgetlab.experiments import run_experiment
 from forgetlab.experiments.id_vs_ood import StopRules, encode_pairs

@@ -233,7 +233,8 @@ def test_genex_offsets_are_original_minus_reference_with_a_bootstrap_interval():
 
 
 def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups():
-    from forgetlab.config import ConfigError, build_config
+    from forgetlab.config import ConfigError
+    from forgetlab.experiments import build_config
     from forgetlab.data.canaries import ForgetGroup
     from forgetlab.experiments.study_b_summary import exposure_baselines, group_before
 

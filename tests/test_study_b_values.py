@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from forgetlab.config import build_config
+from forgetlab.experiments import build_config
 from forgetlab.experiments import run_experiment
 
 LOG2_E = math.log2(math.e)

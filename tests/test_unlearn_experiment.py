@@ -9,7 +9,8 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 import forgetlab.train as train
-from forgetlab.config import ConfigError, build_config
+from forgetlab.config import ConfigError
+from forgetlab.experiments import build_config
 from forgetlab.experiments import EXPERIMENTS, run_experiment
 from forgetlab.experiments.unlearn import Evaluator, Selection, UnlearnRunner, build_sets, metric_names
 from forgetlab.store import RunStore, read_jsonl

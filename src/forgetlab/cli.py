@@ -117,8 +117,7 @@ def run(
 
     Exit codes: 0 done, 2 bad input, 75 the run is already running elsewhere, 130/143 interrupted, 1 a bug.
     """
-    from forgetlab.config import load_config
-    from forgetlab.experiments import run_experiment
+    from forgetlab.experiments import load_config, run_experiment
     from forgetlab.interrupt import handle_sigterm
 
     with _errors(), handle_sigterm():

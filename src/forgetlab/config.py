@@ -1,7 +1,8 @@
-"""Configuration: pydantic models for every spec, YAML files, dotted ``key=value`` overrides.
+"""Configuration: the pydantic base of every spec, the specs shared by experiments, YAML recipe files and
+dotted ``key=value`` overrides.
 
-Unknown keys are errors. Every experiment registers its config class in ``EXPERIMENTS``; the file's
-``experiment`` key picks it.
+Unknown keys are errors. Each experiment carries its own config class
+(:mod:`forgetlab.experiments` turns a recipe into it); this module imports nothing above it.
 """
 
 from __future__ import annotations
@@ -188,12 +189,6 @@ class ForgetGeneralizationConfig(ExperimentConfig):
         return self
 
 
-#: experiment name -> its config class; experiment modules add their own (see forgetlab.experiments).
-EXPERIMENT_CONFIGS: dict[str, type[ExperimentConfig]] = {
-    "forget_generalization": ForgetGeneralizationConfig,
-}
-
-
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b=1`` → (["a", "b"], 1); the value is read as YAML (numbers, booleans, lists)."""
     if "=" not in item:
@@ -239,27 +234,8 @@ def _index(node: list[Any], part: str, item: str) -> int:
     return index
 
 
-def build_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
-    """Validate a raw dict into its experiment's config class; errors name the origin and field."""
-    import forgetlab.experiments  # noqa: F401  (registers every experiment's config class)
-
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: expected a mapping at the top level")
-    experiment = raw.get("experiment")
-    if experiment not in EXPERIMENT_CONFIGS:
-        known = ", ".join(sorted(EXPERIMENT_CONFIGS))
-        raise ConfigError(f"{origin}: field 'experiment': unknown experiment {experiment!r}; known: {known}")
-    try:
-        return EXPERIMENT_CONFIGS[experiment].model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in e['loc']) or '(top)'}': {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"{origin}: {problems}") from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML recipe, apply ``key=value`` overrides, validate."""
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A YAML recipe file as a dict; a missing file, bad encoding or bad YAML is a ConfigError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -272,4 +248,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = " ".join(str(getattr(error, "problem", "") or error).split())
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
-    return build_config(apply_overrides(raw, overrides or []), origin=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def validation_problems(error: ValidationError) -> str:
+    """pydantic's errors as ``field 'a.b': message; ...`` (one line)."""
+    return "; ".join(f"field '{'.'.join(str(p) for p in e['loc']) or '(top)'}': {e['msg']}" for e in error.errors())

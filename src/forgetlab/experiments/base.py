@@ -30,7 +30,9 @@ class Inputs:
 
 
 class Experiment(Protocol):
-    """An experiment recipe: a cheap up-front check of its config, what it reads, and the run itself."""
+    """An experiment: its config class, a cheap up-front check of a config, what a run reads, and the run itself."""
+
+    config: type[ExperimentConfig]
 
     def validate(self, config: ExperimentConfig) -> None:
         """Raise one clear error for anything unknown (task, method, ...) before any work starts."""

@@ -25,7 +25,6 @@ from safetensors.torch import load_file
 
 from forgetlab.analysis.crosstask import crosstask_summary
 from forgetlab.config import (
-    EXPERIMENT_CONFIGS,
     EvalSpec,
     ExperimentConfig,
     ForgetGeneralizationConfig,
@@ -70,12 +69,12 @@ class CrossTaskCellConfig(ExperimentConfig):
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
 
-EXPERIMENT_CONFIGS["cross_task"] = CrossTaskConfig
-EXPERIMENT_CONFIGS["cross_task_cell"] = CrossTaskCellConfig
 
 
 class CrossTask:
     """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
+
+    config = CrossTaskConfig
 
     def validate(self, config: CrossTaskConfig) -> None:
         EXPERIMENTS.get("forget_generalization").validate(config.study_a())
@@ -137,6 +136,8 @@ def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval
 
 class CrossTaskCell:
     """Forget one task starting from another task's fine-tuned model; score the other task."""
+
+    config = CrossTaskCellConfig
 
     writes_report = False  # twelve small runs per 4-task sweep; the sweep's report shows them all
 

@@ -39,6 +39,8 @@ STAGES = ("pretrained", "finetune", "finetuned", "forget", "forgotten", "analysi
 class ForgetGeneralization:
     """The Study A recipe."""
 
+    config = ForgetGeneralizationConfig
+
     def validate(self, config: ForgetGeneralizationConfig) -> None:
         for ref in config.tasks:
             get_task(ref.name)

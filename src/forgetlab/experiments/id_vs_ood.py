@@ -42,7 +42,7 @@ from accelerate import Accelerator
 from pydantic import Field, field_validator, model_validator
 from safetensors.torch import load_file
 
-from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Spec
+from forgetlab.config import ExperimentConfig, OptimSpec, Spec
 from forgetlab.data.canaries import (
     CanarySpec,
     ForgetGroup,
@@ -214,7 +214,6 @@ class IdVsOodConfig(ExperimentConfig):
         return self
 
 
-EXPERIMENT_CONFIGS["id_vs_ood"] = IdVsOodConfig
 
 
 # ============================================================================ data
@@ -492,6 +491,8 @@ def heldout_loss_values(test: tuple[np.ndarray, np.ndarray]) -> dict[str, float]
 
 class IdVsOod:
     """The Study B recipe."""
+
+    config = IdVsOodConfig
 
     def validate(self, config: IdVsOodConfig) -> None:
         for section in ("train", "unlearn"):

@@ -49,7 +49,7 @@ from accelerate import Accelerator
 from pydantic import Field, field_validator, model_validator
 from safetensors.torch import load_file
 
-from forgetlab.config import EXPERIMENT_CONFIGS, ExperimentConfig, OptimSpec, Spec
+from forgetlab.config import ExperimentConfig, OptimSpec, Spec
 from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS, Method
 from forgetlab.methods.base import check_options
@@ -272,7 +272,6 @@ class UnlearnConfig(ExperimentConfig):
         return self
 
 
-EXPERIMENT_CONFIGS["unlearn"] = UnlearnConfig
 
 
 # ============================================================================ data
@@ -636,6 +635,8 @@ class Evaluator:
 
 class Unlearn:
     """The generic unlearning recipe."""
+
+    config = UnlearnConfig
 
     def validate(self, config: UnlearnConfig) -> None:
         try:
