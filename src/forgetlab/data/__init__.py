@@ -22,6 +22,7 @@ from forgetlab.data.tasks import (
     task_names,
 )
 from forgetlab.data.types import MCDoc
+from forgetlab.data import suite, synthetic  # noqa: E402,F401  (importing them registers the built-in tasks)
 
 __all__ = [
     "MCDoc",

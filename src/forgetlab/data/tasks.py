@@ -249,24 +249,18 @@ TASKS: Registry[TaskSpec] = Registry("task")
 
 
 def get_task(name: str) -> TaskSpec:
-    """The registered spec for ``name`` (built-ins are registered on first use)."""
-    _ensure_builtins()
+    """The registered spec for ``name`` (the built-ins register when :mod:`forgetlab.data` is imported)."""
     return TASKS.get(name)
 
 
 def task_names() -> list[str]:
-    """Names of all registered tasks, built-ins included."""
-    _ensure_builtins()
+    """Names of all registered tasks (the built-ins register when :mod:`forgetlab.data` is imported)."""
     return TASKS.names()
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
     """Add a spec to :data:`TASKS` under its name (ValueError if the name is taken)."""
     return TASKS.register(spec.name)(spec)
-
-
-def _ensure_builtins() -> None:
-    from forgetlab.data import suite, synthetic  # noqa: F401  (importing registers the built-ins)
 
 
 # --------------------------------------------------------------------------------- data roots

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
 from forgetlab.config import ExperimentConfig
 from forgetlab.identity import RESULTS_VERSION, code_version, input_digests
 from forgetlab.models import ModelSpec, model_config, model_identity
 from forgetlab.registry import Registry
+from forgetlab.scoring import Scorer
 from forgetlab.store import Run, RunStore, package_versions
+from forgetlab.train import save_state
 
 
 @dataclass
@@ -47,6 +52,76 @@ class Experiment(Protocol):
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+
+
+class StagedRunner:
+    """What every experiment's runner shares: stages computed once and saved (a rerun resumes at the first
+    unfinished one), trained weights kept in the run directory, the scoring engine, and stage timings.
+
+    Subclasses implement ``run() -> summary`` from :meth:`stage` calls. Every process computes a stage
+    (they shard the work); only the main process writes.
+    """
+
+    def __init__(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> None:
+        self.config, self.run_, self.accelerator = config, run, accelerator
+        self.stage_seconds: dict[str, float] = {}
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def stage(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The saved payload of stage ``key``, or ``compute()``'s, saved (with its wall-clock ``seconds``)."""
+        self.accelerator.wait_for_everyone()
+        payload = self.run_.stage(key)
+        if payload is None:
+            started = time.time()
+            payload = compute()
+            payload.setdefault("seconds", time.time() - started)
+            if self.is_main:
+                self.run_.save_stage(key, payload)
+            self.accelerator.wait_for_everyone()
+        self.stage_seconds[key] = payload.get("seconds", 0.0)
+        return payload
+
+    def weights_path(self, *parts: str) -> Path:
+        """Where the weights named by ``parts`` are kept: ``stages/<parts>.safetensors`` in the run directory."""
+        *folders, name = parts
+        return self.run_.path("stages", *folders, f"{name}.safetensors")
+
+    def save_weights(self, state: dict[str, torch.Tensor], *parts: str) -> Path:
+        """Keep a state dict (main process, atomically); every process waits for it."""
+        path = self.weights_path(*parts)
+        if self.is_main:
+            save_state(state, path)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def load_weights(self, model: torch.nn.Module, *parts: str) -> torch.nn.Module:
+        """Load kept weights into ``model`` (only the tensors saved: all trained ones, or the LoRA adapters)."""
+        model.load_state_dict(load_file(str(self.weights_path(*parts))), strict=False)
+        return model
+
+    def scorer(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int, progress: bool = False, **options: Any) -> Scorer:
+        """The scoring engine on ``model``, sharded over the processes."""
+        return Scorer(model, tokenizer, batch_size=batch_size, accelerator=self.accelerator, progress=progress and self.is_main, **options)
+
+    def save_timings(self, **extra: Any) -> None:
+        """``timings.json``: the seconds of every stage (of the attempt that computed it) and any extras."""
+        if self.is_main:
+            self.run_.save_timings({"stages": self.stage_seconds, **extra})
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count for the duration (``None``: leave it), restored after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from forgetlab.data.prepare import PreparedTask, prepare_task
 from forgetlab.data.tasks import get_task, load_task_docs, task_input_files
 from forgetlab.data.types import MCDoc
 from forgetlab.analysis.predictors import predictor_correlations
-from forgetlab.experiments import study_a_analysis
+import forgetlab.experiments.study_a_analysis as study_a_analysis
 from forgetlab.experiments.base import EXPERIMENTS, Inputs
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, task_outcome
