@@ -118,3 +118,35 @@ def test_atomic_json_refuses_nan(tmp_path):
         atomic_write_json(path, {"a": float("nan")})
     assert json.loads(path.read_text()) == {"a": 1}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_another_runs_results_are_read_only_once_it_finished(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.open(CONFIG, FINGERPRINT, RECORD)
+    run.save_stage("boolq/data", {"x": 1})
+    with pytest.raises(StoreError, match=r"run demo-abababababab is running, not finished"):
+        store.finished_run(run.id)
+    with pytest.raises(StoreError, match=r"run demo-000000000000: not in .*catalog.sqlite"):
+        store.finished_run("demo-000000000000")
+    with pytest.raises(ValueError, match="not a safe run name"):
+        store.finished_run("../elsewhere")
+    store.finish(run, {"tasks": {}})
+    run.release()
+    finished = RunStore(tmp_path, create=False).finished_run(run.id)
+    assert finished.dir == run.dir and finished.stage("boolq/data") == {"x": 1}
+    (run.dir / "summary.json").unlink()  # a finished run whose results are gone is no longer finished
+    with pytest.raises(StoreError, match="is interrupted, not finished"):
+        store.finished_run(run.id)
+
+
+def test_kept_weights_are_located_by_their_stage_key(tmp_path):
+    run = RunStore(tmp_path).open(CONFIG, FINGERPRINT, RECORD)
+    assert run.weights_path("boolq/finetuned") == run.dir / "stages" / "boolq" / "finetuned.safetensors"
+    assert run.weights_path("boolq/finetuned").with_suffix(".json") == run.stage_path("boolq/finetuned")
+    with pytest.raises(FileNotFoundError, match=r"run demo-abababababab: no weights kept under 'boolq/finetuned'"):
+        run.kept_weights("boolq/finetuned")
+    run.weights_path("boolq/finetuned").parent.mkdir(parents=True)
+    run.weights_path("boolq/finetuned").write_bytes(b"x")
+    assert run.kept_weights("boolq/finetuned") == run.weights_path("boolq/finetuned")
+    with pytest.raises(ValueError, match="outside the run directory"):
+        run.weights_path("../../escape")

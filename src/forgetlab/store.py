@@ -228,6 +228,17 @@ class Run:
         path = self.stage_path(key)
         return read_json(path) if path.is_file() else None
 
+    def weights_path(self, key: str) -> Path:
+        """Where the weights kept under stage key ``key`` live: ``stages/<key>.safetensors`` (beside its JSON)."""
+        return self.path("stages", f"{key}.safetensors")
+
+    def kept_weights(self, key: str) -> Path:
+        """The weights kept under ``key``; FileNotFoundError naming the run when it did not keep them."""
+        path = self.weights_path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"run {self.id}: no weights kept under {key!r} (expected {path})")
+        return path
+
     def save_stage(self, key: str, payload: dict[str, Any]) -> None:
         """Record a finished stage (atomically) and refresh metrics.jsonl/examples.jsonl."""
         atomic_write_json(self.stage_path(key), payload)
@@ -380,6 +391,16 @@ class RunStore:
         with self._db() as db:
             row = db.execute("SELECT id, status, summary FROM runs WHERE id=?", (run_id,)).fetchone()
         return self._run(row) if row else None
+
+    def finished_run(self, run_id: str) -> Run:
+        """The finished run ``run_id``, for reading another run's results; StoreError when it is not in the
+        catalog or has not finished (its stages and weights may be partial)."""
+        run = self.get(check_run_name(run_id, "run id"))
+        if run is None:
+            raise StoreError(f"run {run_id}: not in {self.catalog}")
+        if not run.finished:
+            raise StoreError(f"run {run_id} is {run.status}, not finished: its results cannot be used yet")
+        return run
 
     def find(self, key: str) -> Run:
         """A run by id, unique id prefix, or directory path."""

@@ -86,8 +86,7 @@ class StagedRunner:
 
     def weights_path(self, *parts: str) -> Path:
         """Where the weights named by ``parts`` are kept: ``stages/<parts>.safetensors`` in the run directory."""
-        *folders, name = parts
-        return self.run_.path("stages", *folders, f"{name}.safetensors")
+        return self.run_.weights_path("/".join(parts))
 
     def save_weights(self, state: dict[str, torch.Tensor], *parts: str) -> Path:
         """Keep a state dict (main process, atomically); every process waits for it."""
