@@ -81,6 +81,11 @@ def test_flipped_labels_are_always_wrong():
     assert all(f.contexts == d.contexts and f.continuations == d.continuations for f, d in zip(flipped, docs))
 
 
+def test_only_flipped_labels_use_the_flipped_forget_ratio():
+    assert METHODS.get("flipped_label").flips_labels
+    assert [name for name in METHODS.names() if METHODS.get(name).flips_labels] == ["flipped_label"]
+
+
 def test_unknown_method_lists_known():
     with pytest.raises(KeyError, match="unknown method 'nope'; known: .*random_label"):
         METHODS.get("nope")

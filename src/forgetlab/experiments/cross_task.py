@@ -185,7 +185,7 @@ class CrossTaskCell:
             "acc_eval_test": acc_test,
             "acc_forget_train": accuracy([s.correct for s in fit]),
             "acc_forget_train_labels": accuracy([s.pred == d.gold for s, d in zip(fit, trained_on)]),
-            "forget_ratio": cell_forget_ratio(reference, acc_test, flipped=config.forget.method == "flipped_label"),
+            "forget_ratio": cell_forget_ratio(reference, acc_test, flipped=METHODS.get(config.forget.method).flips_labels),
             "steps": payload["steps"],
             "losses": payload["losses"],
         }

@@ -320,7 +320,7 @@ class TaskRunner:
             acc_forget_test=metric("forgotten", "test", "acc"),
             acc_forget_train=metric("forgotten", "forget", "acc"),
             rules=self.config.classify,
-            flipped=self.config.forget.method == "flipped_label",
+            flipped=METHODS.get(self.config.forget.method).flips_labels,
             acc_forget_train_labels=metric("forgotten", "forget", "acc_train_labels"),
             finetuned_ci=_interval(results["finetuned"], "test"),
         )

@@ -80,6 +80,9 @@ class Method:
     needs_retain: ClassVar[bool] = False
     #: True for methods that compare against a frozen copy of the model before training.
     needs_reference: ClassVar[bool] = False
+    #: True for methods that always train on a wrong answer: forgetting pushes accuracy towards 0 rather than
+    #: chance, so the forget ratio uses the flipped formula (:func:`forgetlab.metrics.forgetting.forget_ratio`).
+    flips_labels: ClassVar[bool] = False
 
     def __init__(self, loss: LossMode = "answer", reduction: Literal["mean", "sum"] = "mean", **options: Any) -> None:
         if options:
