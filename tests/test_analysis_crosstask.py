@@ -116,7 +116,7 @@ def test_not_learned_columns_have_no_ratio_and_are_listed():
 
 
 def test_a_cell_of_a_task_not_learned_has_no_ratio():
-    from forgetlab.experiments.cross_task import cell_forget_ratio
+    from forgetlab.experiments.forget_generalization import cell_forget_ratio
 
     row = {"acc_finetuned": 0.6, "category": "partial"}
     assert cell_forget_ratio(row, 0.55, flipped=False) == pytest.approx(0.5)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from forgetlab.config import ClassifySpec
+from forgetlab.metrics.forgetting import ClassifySpec
 from forgetlab.metrics.forgetting import (
     FULL, NOT_FIT, NOT_GENERALIZED, NOT_LEARNED, PARTIAL, classify, forget_gap, forget_ratio, task_learned, task_outcome,
 )

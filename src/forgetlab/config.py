@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forgetlab.models import ModelSpec
 
@@ -26,26 +26,6 @@ class Spec(BaseModel):
     """Base of every config section: unknown keys and non-finite numbers (nan, inf) are rejected."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class TaskRef(Spec):
-    """A task of the run: a registered task name and where its data comes from."""
-
-    name: str
-    source: Literal["auto", "local", "hub", "files", "synthetic"] = "auto"
-    hub_path: str | None = None
-    files: dict[str, str] | None = None
-
-
-class DataSpec(Spec):
-    """How each task's items are cleaned, binarized and split (sizes are per task)."""
-
-    root: str | None = Field(None, description="folder of local benchmark files (default $FORGETLAB_DATA or ../shared/data)")
-    finetune_size: int = Field(200, ge=1)
-    forget_size: int = Field(100, ge=1)
-    validation_size: int = Field(100, ge=0)
-    test_size: int = Field(300, ge=1)
-    max_chars: int | None = Field(None, ge=1, description="drop items whose longest request is longer (counted)")
 
 
 class OptimSpec(Spec):
@@ -69,65 +49,6 @@ class OptimSpec(Spec):
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int = Field(0, ge=0, description="evaluate every N optimizer steps (0: only before and after)")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: never)")
-
-
-class FinetuneSpec(OptimSpec):
-    """Study A step 2: fine-tuning on the correct labels."""
-
-    method: str = "finetune"
-    lr: float = Field(1e-5, gt=0)
-    epochs: float = Field(1.0, gt=0)
-
-
-class ForgetSpec(OptimSpec):
-    """Study A step 3: forgetting (random labels at LR 1e-4, the paper's one known hyper-parameter)."""
-
-    method: str = "random_label"
-    lr: float = Field(1e-4, gt=0)
-    epochs: float = Field(3.0, gt=0)
-    eval_every: int = Field(5, ge=0)
-
-
-class EvalSpec(Spec):
-    """Scoring options."""
-
-    batch_size: int = Field(16, ge=1)
-    trajectory_test_size: int = Field(100, ge=0, description="test items scored at each in-training evaluation")
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals (0: none)")
-    on_overlong: Literal["error", "truncate"] = "error"
-
-
-class ClassifySpec(Spec):
-    """Thresholds of the three behaviours of Study A (accuracies, chance = 0.5).
-
-    Before any of them: a task whose fine-tuned accuracy is not above chance and pre-trained accuracy by
-    its 95 % interval (lower bound > max(0.5, acc_PT); without intervals acc_FT ≥ 0.5 + ``ratio_guard``
-    and > acc_PT) is ``not_learned`` instead of one of the three, with no forget ratio
-    (:func:`forgetlab.metrics.forgetting.task_learned`).
-    """
-
-    same_tolerance: float = Field(0.05, ge=0, description="acc_F >= acc_FT - this: forgetting did not generalize")
-    pretrained_tolerance: float = Field(0.02, ge=0, description="acc_F <= acc_PT + this: forgot to/below pre-trained")
-    fit_tolerance: float = Field(
-        0.1, ge=0, description="forget set fit when its accuracy on the labels it was trained on is >= 1 - this "
-        "(fallback without them: acc_F_train <= 0.5 + this)"
-    )
-    ratio_guard: float = Field(0.01, gt=0, description="forget_ratio is undefined when acc_FT - 0.5 < this")
-
-
-class AnalysisSpec(Spec):
-    """Per-task analyses of Study A (predictors of forgetting, learning/forgetting order, linear probes)."""
-
-    predictors: bool = Field(True, description="hidden-state variance and item-level predictor AUCs")
-    layer: int | float = Field(
-        -5, description="hidden state for the variance predictor: index into output_hidden_states "
-        "(0 = embeddings, -5 = fifth-to-last) or a relative depth in (0, 1]"
-    )
-    order_threshold: float = Field(0.6, gt=0, lt=1, description="confidence that counts as learned / forgotten")
-    probes: bool = Field(False, description="linear probes on (prompt + answer) hidden states of the PT, FT and forgotten models")
-    probe_layers: list[int | float] | None = Field(None, description="layers of the probe sweep (default: every layer)")
-    probe_cs: list[float] = Field([1e-3, 1e-2, 1e-1, 1.0, 10.0], min_length=1, description="inverse L2 strengths tried on validation")
-    probe_test_size: int | None = Field(None, ge=1, description="test items for the probes (default: the whole test split)")
 
 
 #: Run names: they become directory names, so no separators, no leading dot, nothing outside this set.
@@ -157,36 +78,6 @@ class ExperimentConfig(Spec):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return check_run_name(value, "run name")
-
-
-class ForgetGeneralizationConfig(ExperimentConfig):
-    """Study A: fine-tune on correct labels, then forget with random labels, per task."""
-
-    experiment: Literal["forget_generalization"] = "forget_generalization"
-    tasks: list[TaskRef]
-    data: DataSpec = Field(default_factory=DataSpec)
-    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
-    forget: ForgetSpec = Field(default_factory=ForgetSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    classify: ClassifySpec = Field(default_factory=ClassifySpec)
-    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    save_models: bool = Field(True, description="keep the fine-tuned and forgotten weights in the run directory")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _task_names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("tasks"), list):
-            data = dict(data, tasks=[{"name": t} if isinstance(t, str) else t for t in data["tasks"]])
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> "ForgetGeneralizationConfig":
-        if not self.tasks:
-            raise ValueError("tasks: at least one task is needed")
-        names = [t.name for t in self.tasks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tasks: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
-        return self
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -2,8 +2,7 @@
 
 from forgetlab.experiments.base import EXPERIMENTS, run_experiment
 from forgetlab.experiments.recipes import build_config, load_config
-from forgetlab.experiments import forget_generalization  # noqa: F401  (registers itself)
-from forgetlab.experiments import cross_task  # noqa: F401  (registers itself)
+from forgetlab.experiments import forget_generalization  # noqa: F401  (registers itself, cross_task and cross_task_cell)
 from forgetlab.experiments import id_vs_ood  # noqa: F401  (registers itself)
 from forgetlab.experiments import unlearn  # noqa: F401  (registers itself)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from forgetlab.config import ClassifySpec
+from pydantic import Field
+
+from forgetlab.config import Spec
 
 CHANCE = 0.5
 
@@ -31,6 +33,24 @@ NOT_FIT = "forget_set_not_fit"  # the forget set itself was not forgotten: not c
 NOT_LEARNED = "not_learned"  # acc_FT not above chance and acc_PT by its interval: nothing to forget, not classified
 
 CATEGORIES = (NOT_GENERALIZED, PARTIAL, FULL, NOT_FIT, NOT_LEARNED)
+
+
+class ClassifySpec(Spec):
+    """Thresholds of the three behaviours of Study A (accuracies, chance = 0.5).
+
+    Before any of them: a task whose fine-tuned accuracy is not above chance and pre-trained accuracy by
+    its 95 % interval (lower bound > max(0.5, acc_PT); without intervals acc_FT ≥ 0.5 + ``ratio_guard``
+    and > acc_PT) is ``not_learned`` instead of one of the three, with no forget ratio
+    (:func:`task_learned`).
+    """
+
+    same_tolerance: float = Field(0.05, ge=0, description="acc_F >= acc_FT - this: forgetting did not generalize")
+    pretrained_tolerance: float = Field(0.02, ge=0, description="acc_F <= acc_PT + this: forgot to/below pre-trained")
+    fit_tolerance: float = Field(
+        0.1, ge=0, description="forget set fit when its accuracy on the labels it was trained on is >= 1 - this "
+        "(fallback without them: acc_F_train <= 0.5 + this)"
+    )
+    ratio_guard: float = Field(0.01, gt=0, description="forget_ratio is undefined when acc_FT - 0.5 < this")
 
 
 def forget_gap(acc_forget_test: float) -> float:

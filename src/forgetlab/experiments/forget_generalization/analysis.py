@@ -29,9 +29,9 @@ from forgetlab.analysis.predictors import (
     total_variance,
 )
 from forgetlab.analysis.probes import layer_sweep
-from forgetlab.config import AnalysisSpec
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.types import MCDoc
+from forgetlab.experiments.forget_generalization.config import AnalysisSpec
 from forgetlab.scoring import Scorer, num_hidden_layers
 
 #: Which stage's final scores describe each model.

@@ -17,58 +17,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from accelerate import Accelerator
-from pydantic import Field, field_validator
 from safetensors.torch import load_file
 
 from forgetlab.analysis.crosstask import crosstask_summary
-from forgetlab.config import (
-    EvalSpec,
-    ExperimentConfig,
-    ForgetGeneralizationConfig,
-    ForgetSpec,
-    check_run_name,
-)
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.experiments.base import EXPERIMENTS, Inputs, run_experiment
+from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, forget_ratio
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, score_mc
 from forgetlab.store import Run
 from forgetlab.train import save_state, train_stage, trainable_state
-
-
-class CrossTaskConfig(ForgetGeneralizationConfig):
-    """A Study A config whose tasks also forget each other (the sweep over ordered task pairs)."""
-
-    experiment: Literal["cross_task"] = "cross_task"  # type: ignore[assignment]
-
-    def study_a(self) -> ForgetGeneralizationConfig:
-        """The per-task Study A run of the sweep (its weights are kept: the cells start from them)."""
-        fields = self.model_dump(exclude={"experiment", "name", "save_models"})
-        return ForgetGeneralizationConfig(**fields, name=f"{self.name}-tasks", save_models=True)
-
-
-class CrossTaskCellConfig(ExperimentConfig):
-    """One cell: the model fine-tuned on ``eval_task`` (in run ``source_run``) forgets ``forget_task``."""
-
-    experiment: Literal["cross_task_cell"] = "cross_task_cell"
-    source_run: str = Field(description="the Study A run (same runs directory) holding both tasks' data and weights")
-
-    @field_validator("source_run")
-    @classmethod
-    def _run_id(cls, value: str) -> str:
-        return check_run_name(value, "source_run")
-    forget_task: str
-    eval_task: str
-    forget: ForgetSpec = Field(default_factory=ForgetSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-
-
 
 
 class CrossTask:
@@ -218,7 +182,3 @@ def _forget(config: CrossTaskCellConfig, run: Run, accelerator: Accelerator, mod
         shutil.rmtree(checkpoint, ignore_errors=True)
     accelerator.wait_for_everyone()
     return payload
-
-
-EXPERIMENTS.register("cross_task")(CrossTask())
-EXPERIMENTS.register("cross_task_cell")(CrossTaskCell())

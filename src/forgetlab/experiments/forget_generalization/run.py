@@ -17,13 +17,13 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from forgetlab.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.data.prepare import PreparedTask, prepare_task
 from forgetlab.data.tasks import get_task, load_task_docs, task_input_files
 from forgetlab.data.types import MCDoc
 from forgetlab.analysis.predictors import predictor_correlations
-import forgetlab.experiments.study_a_analysis as study_a_analysis
-from forgetlab.experiments.base import EXPERIMENTS, Inputs
+import forgetlab.experiments.forget_generalization.analysis as study_a_analysis
+from forgetlab.experiments.base import Inputs
+from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, task_outcome
 from forgetlab.metrics.stats import bootstrap_ci
@@ -69,9 +69,6 @@ class ForgetGeneralization:
         if accelerator.is_main_process:
             plot_trajectories(run.dir / "metrics.jsonl", run.dir / "plots")
         return summary
-
-
-EXPERIMENTS.register("forget_generalization")(ForgetGeneralization())
 
 
 def across_tasks(tasks: dict[str, dict[str, Any]], config: ForgetGeneralizationConfig) -> dict[str, Any]:
