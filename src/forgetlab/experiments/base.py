@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from forgetlab.models import ModelSpec, model_config, model_identity
 from forgetlab.registry import Registry
 from forgetlab.scoring import Scorer
 from forgetlab.store import Run, RunStore, package_versions
-from forgetlab.train import save_state
+from forgetlab.train import save_state, trainable_state
 
 
 @dataclass
@@ -94,6 +95,14 @@ class StagedRunner:
         if self.is_main:
             save_state(state, path)
         self.accelerator.wait_for_everyone()
+        return path
+
+    def save_trained(self, model: torch.nn.Module, *parts: str, checkpoint: Path | None = None) -> Path:
+        """Keep the weights training changed in ``model`` (all, or its LoRA adapters; only the main process
+        copies them); the stage's resumable ``checkpoint`` folder, no longer needed, is removed."""
+        path = self.save_weights(trainable_state(model) if self.is_main else {}, *parts)
+        if checkpoint is not None and self.is_main:
+            shutil.rmtree(checkpoint, ignore_errors=True)
         return path
 
     def load_weights(self, model: torch.nn.Module, *parts: str) -> torch.nn.Module:

@@ -17,8 +17,9 @@ from forgetlab.experiments.forget_generalization.config import (
     ForgetSpec,
     TaskRef,
 )
-from forgetlab.experiments.forget_generalization.cross_task import CrossTask, CrossTaskCell, cell_forget_ratio
+from forgetlab.experiments.forget_generalization.cross_task import CrossTask, CrossTaskCell
 from forgetlab.experiments.forget_generalization.run import ForgetGeneralization
+from forgetlab.experiments.forget_generalization.summary import cell_forget_ratio
 
 EXPERIMENTS.register("forget_generalization")(ForgetGeneralization())
 EXPERIMENTS.register("cross_task")(CrossTask())

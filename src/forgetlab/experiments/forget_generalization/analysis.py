@@ -1,6 +1,6 @@
 """The model-facing half of Study A's analyses: what one task's run feeds into ``forgetlab.analysis``.
 
-Per task (the ``analysis`` stage of :mod:`forgetlab.experiments.forget_generalization`):
+Per task (the ``analysis`` stage of :mod:`forgetlab.experiments.forget_generalization.run`):
 
 * predictors — difficulty (acc_FT), mean confidence on the forget set before forgetting (pre-trained
   and fine-tuned model), total variance of the forget-set prompts' last-token hidden states; at item
@@ -19,7 +19,6 @@ from collections import defaultdict
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from forgetlab.analysis.order import first_crossing, order_correlation
 from forgetlab.analysis.predictors import (
@@ -34,8 +33,8 @@ from forgetlab.data.types import MCDoc
 from forgetlab.experiments.forget_generalization.config import AnalysisSpec
 from forgetlab.scoring import Scorer, num_hidden_layers
 
-#: Which stage's final scores describe each model.
-MODEL_STAGES = {"pretrained": "pretrained", "finetuned": "finetuned", "forgotten": "forgotten"}
+#: The models the probes compare, each named by the stage after which it is taken.
+MODEL_STAGES = ("pretrained", "finetuned", "forgotten")
 
 ScorerFor = Callable[[str], Scorer]
 

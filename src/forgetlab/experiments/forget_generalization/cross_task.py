@@ -16,23 +16,29 @@ flipped formula).
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from functools import partial
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from forgetlab.analysis.crosstask import crosstask_summary
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
-from forgetlab.experiments.base import EXPERIMENTS, Inputs, run_experiment
+from forgetlab.experiments.base import Inputs, StagedRunner, run_experiment
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
+from forgetlab.experiments.forget_generalization.data import forget_labels
+from forgetlab.experiments.forget_generalization.evaluate import label_accuracy, score_task
+from forgetlab.experiments.forget_generalization.run import ForgetGeneralization, stage_key
+from forgetlab.experiments.forget_generalization.summary import cell_summary, sweep_summary
 from forgetlab.methods import METHODS
-from forgetlab.metrics.forgetting import NOT_LEARNED, accuracy, forget_ratio
+from forgetlab.metrics.forgetting import accuracy
 from forgetlab.models import load_model
-from forgetlab.scoring import Scorer, score_mc
-from forgetlab.store import Run
-from forgetlab.train import save_state, train_stage, trainable_state
+from forgetlab.store import Run, RunStore
+from forgetlab.train import train_stage
+
+#: Per ordered task pair (A, B): a value measured by the cell that forgot A and scored B.
+PairTable = dict[str, dict[str, Any]]
 
 
 class CrossTask:
@@ -41,51 +47,50 @@ class CrossTask:
     config = CrossTaskConfig
 
     def validate(self, config: CrossTaskConfig) -> None:
-        EXPERIMENTS.get("forget_generalization").validate(config.study_a())
+        ForgetGeneralization().validate(config.study_a())
         if len(config.tasks) < 2:
             raise ValueError("tasks: a cross-task matrix needs at least two tasks")
 
     def inputs(self, config: CrossTaskConfig) -> Inputs:
-        return EXPERIMENTS.get("forget_generalization").inputs(config.study_a())
+        return ForgetGeneralization().inputs(config.study_a())
 
     def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
-        root = run.dir.parent
-        base = run_experiment(config.study_a(), root, command=f"cross_task {run.id}", accelerator=accelerator)
-        base_summary = base.summary()
-        per_task = base_summary["tasks"]
-        names = [t.name for t in config.tasks]
-        cells: dict[str, dict[str, str]] = {a: {} for a in names}
-        accuracy_after: dict[str, dict[str, float]] = {a: {} for a in names}
-        forget_fit: dict[str, dict[str, float]] = {a: {} for a in names}
-        for a in names:
-            for b in names:
-                if a == b:
-                    accuracy_after[a][b] = per_task[b]["acc_forget_test"]
-                    forget_fit[a][b] = per_task[a]["acc_forget_train_labels"]
-                    cells[a][b] = base.id
-                    continue
-                cell = run_experiment(cell_config(config, base.id, a, b), root, command=f"cross_task {run.id}", accelerator=accelerator)
-                cell_summary = cell.summary()
-                accuracy_after[a][b] = cell_summary["acc_eval_test"]
-                forget_fit[a][b] = cell_summary["acc_forget_train_labels"]
-                cells[a][b] = cell.id
-        reference = {b: per_task[b]["acc_finetuned"] for b in names}
-        not_learned = [b for b in names if per_task[b].get("category") == NOT_LEARNED]
-        if accelerator.is_main_process and (base.dir / "plots").is_dir():
-            shutil.copytree(base.dir / "plots", run.dir / "plots", dirs_exist_ok=True)  # trajectories, for the report
-        return {
-            "experiment": config.experiment,
-            "run": run.id,
-            "model": config.model.name,
-            "study_a_run": base.id,
-            "cells": cells,
-            "crosstask": dict(crosstask_summary(reference, accuracy_after, names, not_learned=not_learned), forget_fit=forget_fit),
-            "tasks": base_summary["tasks"],
-            **({"analysis": base_summary["analysis"]} if "analysis" in base_summary else {}),
-        }
+        command = f"cross_task {run.id}"
+        study_a = run_experiment(config.study_a(), run.dir.parent, command=command, accelerator=accelerator)
+        study_a_summary = study_a.summary() or {}
+        cells, accuracy_after, forget_fit = measure_pairs(config, study_a, study_a_summary["tasks"], command, accelerator)
+        if accelerator.is_main_process and (study_a.dir / "plots").is_dir():
+            shutil.copytree(study_a.dir / "plots", run.dir / "plots", dirs_exist_ok=True)  # trajectories, for the report
+        return sweep_summary(config, run.id, study_a_summary, cells, accuracy_after, forget_fit)
+
+
+def measure_pairs(
+    config: CrossTaskConfig, study_a: Run, per_task: dict[str, dict[str, Any]], command: str, accelerator: Accelerator
+) -> tuple[PairTable, PairTable, PairTable]:
+    """Per ordered pair (A, B): the run that measured it, B's test accuracy after forgetting A and the fit of
+    A's forget set. The diagonal comes from the Study A run ``study_a`` (its tasks' summaries ``per_task``);
+    every other pair is a ``cross_task_cell`` run."""
+    names = [ref.name for ref in config.tasks]
+    cells: PairTable = {a: {} for a in names}
+    accuracy_after: PairTable = {a: {} for a in names}
+    forget_fit: PairTable = {a: {} for a in names}
+    for a in names:
+        for b in names:
+            if a == b:
+                cells[a][b] = study_a.id
+                accuracy_after[a][b] = per_task[b]["acc_forget_test"]
+                forget_fit[a][b] = per_task[a]["acc_forget_train_labels"]
+                continue
+            cell = run_experiment(cell_config(config, study_a.id, a, b), study_a.dir.parent, command=command, accelerator=accelerator)
+            measured = cell.summary() or {}
+            cells[a][b] = cell.id
+            accuracy_after[a][b] = measured["acc_eval_test"]
+            forget_fit[a][b] = measured["acc_forget_train_labels"]
+    return cells, accuracy_after, forget_fit
 
 
 def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval_task: str) -> CrossTaskCellConfig:
+    """The cell of the sweep ``config`` where the model fine-tuned on ``eval_task`` forgets ``forget_task``."""
     return CrossTaskCellConfig(
         name=f"{config.name}-cell",
         seed=config.seed,
@@ -115,70 +120,57 @@ class CrossTaskCell:
         return Inputs(models=[config.model])
 
     def run(self, config: CrossTaskCellConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
-        source = run.dir.parent / config.source_run
-        forget_data = _prepared(source, config.forget_task)
-        eval_data = _prepared(source, config.eval_task)
-        reference = (Run(config.source_run, source, "finished").summary() or {}).get("tasks", {}).get(config.eval_task)
+        return CellRunner(config, run, accelerator).run()
+
+
+class CellRunner(StagedRunner):
+    """One cell: the forgetting stage (resumable), then the scores of both tasks; weights are not kept."""
+
+    config: CrossTaskCellConfig
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        source = RunStore(self.run_.dir.parent, create=False).finished_run(config.source_run)
+        forget_data, eval_data = _prepared(source, config.forget_task), _prepared(source, config.eval_task)
+        reference = (source.summary() or {}).get("tasks", {}).get(config.eval_task)
         if reference is None:
-            raise FileNotFoundError(f"source_run {config.source_run}: no finished Study A result for {config.eval_task} in {source}")
+            raise FileNotFoundError(f"source_run {config.source_run}: no Study A result for {config.eval_task}")
         model, tokenizer = load_model(config.model)
-        model.load_state_dict(load_file(str(source / "stages" / config.eval_task / "finetuned.safetensors")), strict=False)
-        payload = run.stage("forget")
-        if payload is None:
-            payload = _forget(config, run, accelerator, model, tokenizer, forget_data)
-        else:
-            model.load_state_dict(load_file(str(run.dir / "stages" / "forgotten.safetensors")), strict=False)
-        scorer = Scorer(model, tokenizer, batch_size=config.eval.batch_size, on_overlong=config.eval.on_overlong,
-                        accelerator=accelerator, progress=accelerator.is_main_process)
-        delimiter = get_task(config.eval_task).target_delimiter
-        test = score_mc(scorer, eval_data.test, target_delimiter=delimiter, desc=f"{config.forget_task}→{config.eval_task}: test")
-        fit = score_mc(scorer, forget_data.forget, target_delimiter=get_task(config.forget_task).target_delimiter,
-                       desc=f"{config.forget_task}: forget set")
-        if accelerator.is_main_process:
-            (run.dir / "stages" / "forgotten.safetensors").unlink(missing_ok=True)
-        acc_ft = reference["acc_finetuned"]
-        acc_test = accuracy([s.correct for s in test])
-        trained_on = METHODS.get(config.forget.method)(loss=config.forget.loss).relabel(forget_data.forget, config.seed)
-        return {
-            "experiment": config.experiment,
-            "run": run.id,
-            "forget_task": config.forget_task,
-            "eval_task": config.eval_task,
-            "source_run": config.source_run,
-            "reference_acc_finetuned": acc_ft,
-            "acc_eval_test": acc_test,
-            "acc_forget_train": accuracy([s.correct for s in fit]),
-            "acc_forget_train_labels": accuracy([s.pred == d.gold for s, d in zip(fit, trained_on)]),
-            "forget_ratio": cell_forget_ratio(reference, acc_test, flipped=METHODS.get(config.forget.method).flips_labels),
-            "steps": payload["steps"],
-            "losses": payload["losses"],
-        }
+        model.load_state_dict(load_file(str(source.kept_weights(stage_key(config.eval_task, "finetuned")))), strict=False)
+        forget = self.stage("forget", partial(self._forget, model, tokenizer, forget_data))
+        self.load_weights(model, "forgotten")  # trained just now, or by an earlier attempt
+        scorer = self.scorer(model, tokenizer, batch_size=config.eval.batch_size, progress=True, on_overlong=config.eval.on_overlong)
+        pair = f"{config.forget_task}→{config.eval_task}"
+        test = score_task(scorer, eval_data.test, config.eval_task, f"{pair}: test")
+        fit = score_task(scorer, forget_data.forget, config.forget_task, f"{config.forget_task}: forget set")
+        if self.is_main:
+            self.weights_path("forgotten").unlink(missing_ok=True)
+        return cell_summary(
+            config,
+            self.run_.id,
+            reference,
+            forget,
+            acc_eval_test=accuracy([s.correct for s in test]),
+            acc_forget_train=accuracy([s.correct for s in fit]),
+            acc_forget_train_labels=label_accuracy(fit, forget_labels(config.forget, forget_data.forget, config.seed)),
+            flipped=METHODS.get(config.forget.method).flips_labels,
+        )
+
+    def _forget(self, model: torch.nn.Module, tokenizer: Any, data: PreparedTask) -> dict[str, Any]:
+        """Forget the forget task (resumable from checkpoints); keep the weights until the cell is scored."""
+        checkpoint = self.run_.path("stages", "forget-checkpoint")
+        spec = self.config.forget.model_copy(update={"eval_every": 0})
+        result = train_stage(
+            model, tokenizer, data.forget, spec, seed=self.config.seed, accelerator=self.accelerator,
+            checkpoint_dir=checkpoint, desc=f"{self.config.forget_task}→{self.config.eval_task}: forget",
+        )
+        self.save_trained(model, "forgotten", checkpoint=checkpoint)
+        return {"steps": result.steps, "losses": result.losses}
 
 
-def cell_forget_ratio(reference: dict[str, Any], acc_test: float, *, flipped: bool) -> float | None:
-    """A cell's own forget ratio of its evaluation task, from that task's Study A result ``reference``
-    (its ``acc_finetuned``); None when the task was not learned there (category ``not_learned``)."""
-    if reference.get("category") == NOT_LEARNED:
-        return None
-    return forget_ratio(reference["acc_finetuned"], acc_test, flipped=flipped)
-
-
-def _prepared(source: Path, task: str) -> PreparedTask:
-    saved = Run("", source, "finished").stage(f"{task}/data")
+def _prepared(source: Run, task: str) -> PreparedTask:
+    """The items of ``task`` as the Study A run ``source`` prepared them."""
+    saved = source.stage(stage_key(task, "data"))
     if saved is None:
-        raise FileNotFoundError(f"{source}: no prepared data for task {task!r}")
+        raise FileNotFoundError(f"run {source.id}: no prepared data for task {task!r}")
     return PreparedTask.from_dict(saved)
-
-
-def _forget(config: CrossTaskCellConfig, run: Run, accelerator: Accelerator, model, tokenizer, data: PreparedTask) -> dict[str, Any]:
-    """Forget the forget task (resumable from checkpoints); keep the weights until the cell is scored."""
-    checkpoint = run.dir / "stages" / "forget-checkpoint"
-    result = train_stage(model, tokenizer, data.forget, config.forget.model_copy(update={"eval_every": 0}), seed=config.seed,
-                         accelerator=accelerator, checkpoint_dir=checkpoint, desc=f"{config.forget_task}→{config.eval_task}: forget")
-    payload = {"steps": result.steps, "losses": result.losses}
-    if accelerator.is_main_process:
-        save_state(trainable_state(model), run.dir / "stages" / "forgotten.safetensors")
-        run.save_stage("forget", payload)
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return payload
