@@ -7,6 +7,6 @@ helpers with bootstrap intervals; :mod:`~forgetlab.analysis.predictors` asks whe
 confidence or hidden-state variance predict forgetting (across tasks and across items);
 :mod:`~forgetlab.analysis.probes` fits linear probes on hidden states ("forgetting is shallow");
 :mod:`~forgetlab.analysis.order` relates the step at which items are learned to the step at which they are
-forgotten; :mod:`~forgetlab.analysis.crosstask` builds, clusters (UPGMA) and decomposes the cross-task
+forgotten; :mod:`~forgetlab.analysis.cross_task` builds, clusters (UPGMA) and decomposes the cross-task
 forget-ratio matrix.
 """

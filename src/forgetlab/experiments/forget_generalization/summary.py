@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetlab.analysis.crosstask import crosstask_summary
+from forgetlab.analysis.cross_task import cross_task_summary
 from forgetlab.analysis.predictors import predictor_correlations
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig, ForgetGeneralizationConfig
@@ -142,7 +142,7 @@ def sweep_summary(
     per_task = study_a["tasks"]
     reference = {b: per_task[b]["acc_finetuned"] for b in names}
     not_learned = [b for b in names if per_task[b].get("category") == NOT_LEARNED]
-    matrix = crosstask_summary(reference, accuracy_after, names, not_learned=not_learned)
+    matrix = cross_task_summary(reference, accuracy_after, names, not_learned=not_learned)
     return {
         "experiment": config.experiment,
         "run": run_id,

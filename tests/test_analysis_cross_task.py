@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import leaves_list, linkage
 
-from forgetlab.analysis.crosstask import cluster_order, crosstask_summary, forget_ratio_matrix, variance_explained
+from forgetlab.analysis.cross_task import cluster_order, cross_task_summary, forget_ratio_matrix, variance_explained
 
 
 def test_forget_ratio_matrix():
@@ -82,13 +82,13 @@ def test_cluster_order_small_and_missing():
     assert cluster_order(m) == cluster_order(filled)
 
 
-def test_crosstask_summary():
+def test_cross_task_summary():
     tasks = ["piqa", "rte", "sciq"]
     reference = {"piqa": 0.8, "rte": 0.7, "sciq": 0.9, "extra": 0.9}
     accuracy = {"piqa": {"piqa": 0.5, "rte": 0.5, "sciq": 0.6, "extra": 0.1},
                 "rte": {"piqa": 0.75, "rte": 0.52, "sciq": 0.88},
                 "sciq": {"piqa": 0.78, "rte": 0.5, "sciq": 0.6}}
-    out = crosstask_summary(reference, accuracy, tasks)
+    out = cross_task_summary(reference, accuracy, tasks)
     assert out["tasks"] == tasks
     assert out["reference"] == {"piqa": 0.8, "rte": 0.7, "sciq": 0.9}
     assert list(out["forget_ratio"]) == tasks and list(out["forget_ratio"]["piqa"]) == tasks
@@ -106,13 +106,13 @@ def test_not_learned_columns_have_no_ratio_and_are_listed():
     tasks = ["a", "b", "c"]
     reference = {"a": 0.8, "b": 0.7, "c": 0.9}
     accuracy = {x: {"a": 0.6, "b": 0.55, "c": 0.7} for x in tasks}
-    out = crosstask_summary(reference, accuracy, tasks, not_learned=["b", "zzz"])
+    out = cross_task_summary(reference, accuracy, tasks, not_learned=["b", "zzz"])
     assert out["not_learned"] == ["b"]
     assert [out["forget_ratio"][x]["b"] for x in tasks] == [None, None, None]
     assert [out["forget_ratio"][x]["a"] for x in tasks] == pytest.approx([0.2 / 0.3] * 3)
     assert [out["forget_ratio"][x]["c"] for x in tasks] == pytest.approx([0.5] * 3)
-    assert crosstask_summary(reference, accuracy, tasks)["forget_ratio"]["a"]["b"] == pytest.approx(0.75)
-    assert crosstask_summary(reference, accuracy, tasks)["not_learned"] == []
+    assert cross_task_summary(reference, accuracy, tasks)["forget_ratio"]["a"]["b"] == pytest.approx(0.75)
+    assert cross_task_summary(reference, accuracy, tasks)["not_learned"] == []
 
 
 def test_a_cell_of_a_task_not_learned_has_no_ratio():
@@ -124,10 +124,10 @@ def test_a_cell_of_a_task_not_learned_has_no_ratio():
     assert cell_forget_ratio(dict(row, category="not_learned"), 0.55, flipped=False) is None
 
 
-def test_crosstask_summary_with_unmeasured_cells():
-    out = crosstask_summary({"a": 0.9, "b": 0.505}, {"a": {"a": 0.5, "b": 0.5}}, ["a", "b"])
+def test_cross_task_summary_with_unmeasured_cells():
+    out = cross_task_summary({"a": 0.9, "b": 0.505}, {"a": {"a": 0.5, "b": 0.5}}, ["a", "b"])
     assert out["accuracy"]["b"] == {"a": None, "b": None}
     assert out["forget_ratio"]["a"]["b"] is None and out["forget_ratio"]["b"]["a"] is None
     assert sorted(out["row_order"]) == ["a", "b"]
     json.dumps(out)
-    assert crosstask_summary({}, {}, [])["row_order"] == []
+    assert cross_task_summary({}, {}, [])["row_order"] == []

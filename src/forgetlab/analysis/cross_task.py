@@ -103,7 +103,7 @@ def variance_explained(matrix: np.ndarray) -> dict[str, float | None]:
     return {"rows": ss_rows / ss_total, "columns": ss_cols / ss_total, "residual": residual / ss_total}
 
 
-def crosstask_summary(reference: dict[str, float], accuracy: dict[str, dict[str, float]], tasks: Sequence[str], *,
+def cross_task_summary(reference: dict[str, float], accuracy: dict[str, dict[str, float]], tasks: Sequence[str], *,
                       chance: float = CHANCE, guard: float = GUARD, not_learned: Sequence[str] = ()) -> dict[str, Any]:
     """Everything the report shows about the cross-task matrix, rows and columns in the order of ``tasks``.
 
