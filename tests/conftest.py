@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models, hand-made items, the shared data folder."""
+"""Shared fixtures: tiny models, hand-made items, the shared data folder, the tiny Study A recipes."""
 
 from __future__ import annotations
 
@@ -47,3 +47,36 @@ def make_docs(n: int, task: str = "toy") -> list[MCDoc]:
         options = (wrong, right) if gold else (right, wrong)
         docs.append(MCDoc(task, f"t-{i}", (f"{a}+{b}=",) * 2, tuple(" " + o for o in options), gold))
     return docs
+
+
+#: Study A on a tiny random model and one generated task: the recipe of the end-to-end, CLI and fault tests.
+STUDY_A_RAW = {
+    "experiment": "forget_generalization",
+    "name": "tiny",
+    "model": {"name": "tiny-llama"},
+    "tasks": ["synth_compare"],
+    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
+    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4},
+    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2, "checkpoint_every": 1},
+    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
+    "analysis": {"layer": -1},  # the default fifth-to-last does not exist in a 2-layer model
+}
+
+#: Study A's analyses on two generated tasks (add ``experiment``: forget_generalization or cross_task).
+STUDY_A_ANALYSIS_RAW = {
+    "name": "tiny",
+    "model": {"name": "tiny-llama"},
+    "tasks": ["synth_compare", "synth_arith"],
+    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
+    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "eval_every": 2},
+    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2},
+    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
+    "analysis": {"probes": True, "probe_layers": [1, -1], "probe_cs": [0.1, 1.0], "layer": -1},
+}
+# With these the tiny model learns synth_compare (acc_FT 0.8, 95 % CI [0.66, 0.88], acc_PT 0.4) but not
+# synth_arith (0.375 [0.25, 0.52] vs 0.375); it forgets with flipped labels.
+STUDY_A_LEARNS_ONE = {
+    "data": {"finetune_size": 128, "forget_size": 8, "validation_size": 8, "test_size": 40},
+    "finetune": {"lr": 1e-2, "epochs": 4, "batch_size": 8, "eval_every": 16, "loss": "choice"},
+    "forget": {"lr": 1e-2, "epochs": 2, "batch_size": 4, "eval_every": 2, "method": "flipped_label"},
+}

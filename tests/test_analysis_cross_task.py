@@ -115,15 +115,6 @@ def test_not_learned_columns_have_no_ratio_and_are_listed():
     assert cross_task_summary(reference, accuracy, tasks)["not_learned"] == []
 
 
-def test_a_cell_of_a_task_not_learned_has_no_ratio():
-    from forgetlab.experiments.forget_generalization import cell_forget_ratio
-
-    row = {"acc_finetuned": 0.6, "category": "partial"}
-    assert cell_forget_ratio(row, 0.55, flipped=False) == pytest.approx(0.5)
-    assert cell_forget_ratio(row, 0.55, flipped=True) == pytest.approx(0.25)
-    assert cell_forget_ratio(dict(row, category="not_learned"), 0.55, flipped=False) is None
-
-
 def test_cross_task_summary_with_unmeasured_cells():
     out = cross_task_summary({"a": 0.9, "b": 0.505}, {"a": {"a": 0.5, "b": 0.5}}, ["a", "b"])
     assert out["accuracy"]["b"] == {"a": None, "b": None}

@@ -7,14 +7,14 @@ from typer.testing import CliRunner
 
 from forgetlab.cli import app
 from forgetlab.store import RunStore
-from tests.test_experiment import RAW
+from tests.conftest import STUDY_A_RAW
 
 runner = CliRunner()
 
 
 def _recipe(tmp_path, **changes):
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({**RAW, **changes}))
+    path.write_text(yaml.safe_dump({**STUDY_A_RAW, **changes}))
     return path
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import forgetlab.data.records as records
 import forgetlab.store as store_module
 from forgetlab.cli import app
-from tests.test_experiment import RAW
+from tests.conftest import STUDY_A_RAW
 from tests.test_unlearn_experiment import raw_config
 
 runner = CliRunner()
@@ -40,7 +40,7 @@ class Case:
 
 def _recipe(tmp: Path, raw: dict | None = None, **changes) -> str:
     path = tmp / "recipe.yaml"
-    path.write_text(yaml.safe_dump({**(raw or RAW), **changes}))
+    path.write_text(yaml.safe_dump({**(raw or STUDY_A_RAW), **changes}))
     return str(path)
 
 

@@ -27,7 +27,7 @@ from forgetlab.experiments import build_config
 from forgetlab.experiments import EXPERIMENTS, run_experiment
 from forgetlab.models import load_model
 from forgetlab.store import RunStore, StoreError
-from tests.test_experiment import RAW
+from tests.conftest import STUDY_A_RAW
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,7 +41,7 @@ def _piqa_config(tmp: Path, rows: list[dict], **changes) -> dict:
     held_out = tmp / "piqa_validation.jsonl"
     held_out.write_text("".join(json.dumps(dict(r, goal=f"To judge case {i}")) + "\n" for i, r in enumerate(PIQA_ROWS[:20])))
     task = {"name": "piqa", "source": "files", "files": {"train": str(path), "validation": str(held_out)}}
-    return {**RAW, "tasks": [task], "data": {"finetune_size": 8, "forget_size": 8, "validation_size": 4, "test_size": 8}, **changes}
+    return {**STUDY_A_RAW, "tasks": [task], "data": {"finetune_size": 8, "forget_size": 8, "validation_size": 4, "test_size": 8}, **changes}
 
 
 def _temporaries(root: Path) -> list[Path]:
@@ -110,7 +110,7 @@ def _cli(recipe: Path, runs: Path, *extra: str) -> subprocess.Popen:
 
 
 def _long_recipe(tmp: Path, **forget) -> Path:
-    raw = {**RAW, "forget": {**RAW["forget"], "epochs": 300, "eval_every": 50, "checkpoint_every": 0, **forget}}
+    raw = {**STUDY_A_RAW, "forget": {**STUDY_A_RAW["forget"], "epochs": 300, "eval_every": 50, "checkpoint_every": 0, **forget}}
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -170,7 +170,7 @@ def _no_space_in_checkpoints(monkeypatch) -> None:
 def test_full_disk_is_recorded_as_failed_and_leaves_no_temporaries(tmp_path, monkeypatch):
     _no_space_in_checkpoints(monkeypatch)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(RAW))
+    recipe.write_text(yaml.safe_dump(STUDY_A_RAW))
     result = runner.invoke(app, ["run", str(recipe), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2
     assert "finetuned.safetensors.tmp: No space left on device" in result.output
@@ -190,7 +190,7 @@ def test_full_disk_that_also_blocks_the_catalog_still_reports_the_first_error(tm
 
     monkeypatch.setattr(RunStore, "_set_status", catalog_full)
     with pytest.raises(OSError, match="No space left on device"):
-        run_experiment(build_config(RAW), tmp_path / "runs")
+        run_experiment(build_config(STUDY_A_RAW), tmp_path / "runs")
     assert "could not mark run tiny-" in capsys.readouterr().err
     assert not _temporaries(tmp_path / "runs")
     monkeypatch.undo()
@@ -241,7 +241,7 @@ def test_sigkill_leaves_a_run_the_catalog_calls_interrupted(tmp_path):
 @pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", ".hidden", "..", "x" * 101, "a b"])
 def test_crafted_run_names_are_refused(name):
     with pytest.raises(ConfigError, match="is not a safe run name"):
-        build_config({**RAW, "name": name})
+        build_config({**STUDY_A_RAW, "name": name})
 
 
 def test_crafted_source_run_of_a_cell_is_refused():

@@ -9,16 +9,16 @@ import sys
 import pytest
 import yaml
 
-from tests.test_experiment import RAW
+from tests.conftest import STUDY_A_RAW
 
 
 def _recipe(tmp_path, batch_size):
     # reduction "sum" averages over sequences, so the two ranks' averaged gradients equal one rank's
     # gradient over the global batch exactly (the token-mean loss would weight tokens slightly differently).
     raw = {
-        **RAW,
-        "finetune": {**RAW["finetune"], "batch_size": batch_size, "reduction": "sum"},
-        "forget": {**RAW["forget"], "batch_size": batch_size, "reduction": "sum", "checkpoint_every": 0},
+        **STUDY_A_RAW,
+        "finetune": {**STUDY_A_RAW["finetune"], "batch_size": batch_size, "reduction": "sum"},
+        "forget": {**STUDY_A_RAW["forget"], "batch_size": batch_size, "reduction": "sum", "checkpoint_every": 0},
     }
     path = tmp_path / f"recipe{batch_size}.yaml"
     path.write_text(yaml.safe_dump(raw))

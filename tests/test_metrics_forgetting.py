@@ -1,11 +1,11 @@
-import numpy as np
+"""Study A's forgetting metrics: gap, ratio, the learned rule, forget-set fit and the behaviour categories."""
+
 import pytest
 
-from forgetlab.metrics.forgetting import ClassifySpec
 from forgetlab.metrics.forgetting import (
-    FULL, NOT_FIT, NOT_GENERALIZED, NOT_LEARNED, PARTIAL, classify, forget_gap, forget_ratio, task_learned, task_outcome,
+    FULL, NOT_FIT, NOT_GENERALIZED, NOT_LEARNED, PARTIAL, ClassifySpec, classify, forget_gap, forget_ratio, task_learned,
+    task_outcome,
 )
-from forgetlab.metrics.stats import bootstrap_ci
 
 RULES = ClassifySpec()
 
@@ -90,15 +90,3 @@ def test_a_task_not_learned_is_flagged_not_classified():
     learned = task_outcome(0.70, 0.78, 0.70, 0.5, RULES, acc_forget_train_labels=1.0, finetuned_ci=(0.71, 0.85))
     assert learned.learned and learned.category == FULL and learned.forget_ratio == pytest.approx(0.08 / 0.28)
     assert classify(0.6, 0.9, 0.88, 0.5, RULES, finetuned_ci=(0.85, 0.95)) == NOT_GENERALIZED
-
-
-def test_bootstrap_matches_scipy_percentile_interval():
-    from scipy import stats
-
-    values = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1] * 5, dtype=float)
-    ours = bootstrap_ci(values, n_resamples=4000, seed=1)
-    ref = stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
-    assert ours[0] == pytest.approx(ref.low, abs=0.03) and ours[1] == pytest.approx(ref.high, abs=0.03)
-    assert ours[0] < values.mean() < ours[1]
-    assert bootstrap_ci([], n_resamples=10) is None
-    assert bootstrap_ci(values, n_resamples=100, seed=3) == bootstrap_ci(values, n_resamples=100, seed=3)

@@ -1,4 +1,4 @@
-"""Study A analyses wired into the pipeline, on a tiny random model: predictors, order, probes, cross-task sweep."""
+"""Study A analyses wired into the pipeline, on a tiny random model: predictors, order, probes, variants."""
 
 import json
 
@@ -11,31 +11,14 @@ from forgetlab.experiments import build_config
 from forgetlab.experiments import run_experiment
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer
-from forgetlab.store import RunStore, read_jsonl
-
-BASE = {
-    "name": "tiny",
-    "model": {"name": "tiny-llama"},
-    "tasks": ["synth_compare", "synth_arith"],
-    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
-    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4, "eval_every": 2},
-    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2},
-    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
-    "analysis": {"probes": True, "probe_layers": [1, -1], "probe_cs": [0.1, 1.0], "layer": -1},
-}
-# With these the tiny model learns synth_compare (acc_FT 0.8, 95 % CI [0.66, 0.88], acc_PT 0.4) but not
-# synth_arith (0.375 [0.25, 0.52] vs 0.375); it forgets with flipped labels.
-LEARNS_ONE = {
-    "data": {"finetune_size": 128, "forget_size": 8, "validation_size": 8, "test_size": 40},
-    "finetune": {"lr": 1e-2, "epochs": 4, "batch_size": 8, "eval_every": 16, "loss": "choice"},
-    "forget": {"lr": 1e-2, "epochs": 2, "batch_size": 4, "eval_every": 2, "method": "flipped_label"},
-}
+from forgetlab.store import read_jsonl
+from tests.conftest import STUDY_A_ANALYSIS_RAW
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    run = run_experiment(build_config(dict(BASE, experiment="forget_generalization")), root)
+    run = run_experiment(build_config(dict(STUDY_A_ANALYSIS_RAW, experiment="forget_generalization")), root)
     return run, json.loads((run.dir / "summary.json").read_text())
 
 
@@ -99,58 +82,8 @@ def test_probes_sweep_the_asked_layers_for_each_model(study):
             assert 0.0 <= result["pair_acc"] <= 1.0
 
 
-def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
-    raw = dict(BASE, experiment="cross_task", analysis={"probes": False, "layer": 0.5}, **LEARNS_ONE)
-    sweep = run_experiment(build_config(raw), tmp_path)
-    summary = json.loads((sweep.dir / "summary.json").read_text())
-    matrix = summary["crosstask"]
-    tasks = summary["tasks"]
-    for b in tasks:
-        assert matrix["reference"][b] == tasks[b]["acc_finetuned"]
-        assert matrix["accuracy"][b][b] == tasks[b]["acc_forget_test"]
-    learned, unlearned = tasks["synth_compare"], tasks["synth_arith"]
-    assert learned["acc_finetuned_ci"][0] > max(0.5, learned["acc_pretrained"]) and learned["learned"]
-    assert unlearned["acc_finetuned_ci"][0] <= max(0.5, unlearned["acc_pretrained"]) and not unlearned["learned"]
-    ft, f = learned["acc_finetuned"], learned["acc_forget_test"]
-    assert learned["forget_ratio"] == pytest.approx((ft - f) / (2 * ft - 1)) and ft != f  # flipped labels
-    assert learned["category"] != "not_learned"
-    assert unlearned["category"] == "not_learned" and unlearned["forget_ratio"] is None
-    # the task not learned: no column in the matrix, no place in the predictor correlations
-    assert matrix["not_learned"] == ["synth_arith"]
-    assert matrix["forget_ratio"]["synth_compare"]["synth_arith"] is None and matrix["forget_ratio"]["synth_arith"]["synth_arith"] is None
-    assert summary["analysis"]["excluded"] == ["synth_arith"]
-    assert all(c["tasks"] == ["synth_compare"] for c in summary["analysis"]["correlations"].values())
-    store = RunStore(tmp_path)
-    scored = store.find(summary["cells"]["synth_arith"]["synth_compare"]).summary()
-    ref, acc = matrix["reference"]["synth_compare"], scored["acc_eval_test"]
-    assert matrix["forget_ratio"]["synth_arith"]["synth_compare"] == pytest.approx((ref - acc) / (ref - 0.5))  # vs chance
-    assert scored["forget_ratio"] == pytest.approx((ref - acc) / (2 * ref - 1))  # the cell's own: flipped formula
-    cell = store.find(summary["cells"]["synth_compare"]["synth_arith"])
-    cell_summary = cell.summary()
-    assert cell_summary["forget_task"] == "synth_compare" and cell_summary["eval_task"] == "synth_arith"
-    assert cell_summary["forget_ratio"] is None  # its evaluation task was not learned
-    assert not (cell.dir / "stages" / "forgotten.safetensors").exists()
-    assert sorted(matrix["row_order"]) == sorted(tasks)
-    assert (sweep.dir / "report.html").is_file() and not (cell.dir / "report.html").exists()
-    assert (sweep.dir / "plots" / "synth_arith_forget_accuracy.png").is_file()  # the per-task trajectories
-
-    # Kill the sweep after its cells: running again reuses every finished cell.
-    mtime = (cell.dir / "summary.json").stat().st_mtime_ns
-    (sweep.dir / "summary.json").unlink()
-    store.fail(sweep, "killed")
-    again = run_experiment(build_config(raw), tmp_path)
-    assert json.loads((again.dir / "summary.json").read_text())["crosstask"] == matrix
-    assert (cell.dir / "summary.json").stat().st_mtime_ns == mtime
-
-
-def test_cross_task_needs_two_tasks(tmp_path):
-    raw = dict(BASE, experiment="cross_task", tasks=["synth_compare"])
-    with pytest.raises(ValueError, match="at least two tasks"):
-        run_experiment(build_config(raw), tmp_path)
-
-
 def test_a_missing_analysis_layer_fails_before_the_run_opens(tmp_path):
-    raw = dict(BASE, experiment="forget_generalization", tasks=["synth_compare"], analysis={"layer": -5})
+    raw = dict(STUDY_A_ANALYSIS_RAW, experiment="forget_generalization", tasks=["synth_compare"], analysis={"layer": -5})
     with pytest.raises(ValueError, match="analysis.layer"):
         run_experiment(build_config(raw), tmp_path)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no catalog row, no run directory
@@ -162,12 +95,12 @@ def test_a_missing_analysis_layer_fails_before_the_run_opens(tmp_path):
 def test_variants_are_configuration_only(tmp_path):
     """Flipped labels, another forget-set size and LoRA: the same pipeline and analyses, switched by config."""
     raw = dict(
-        BASE,
+        STUDY_A_ANALYSIS_RAW,
         experiment="forget_generalization",
         tasks=["synth_compare"],
         model={"name": "tiny-llama", "lora": {"r": 4}},
-        data=dict(BASE["data"], forget_size=12),
-        forget=dict(BASE["forget"], method="flipped_label"),
+        data=dict(STUDY_A_ANALYSIS_RAW["data"], forget_size=12),
+        forget=dict(STUDY_A_ANALYSIS_RAW["forget"], method="flipped_label"),
         analysis={"layer": 0.5, "probes": True, "probe_layers": [1], "probe_cs": [1.0]},
     )
     run = run_experiment(build_config(raw), tmp_path)

@@ -8,23 +8,13 @@ import pytest
 from forgetlab.experiments import build_config
 from forgetlab.experiments import run_experiment
 from forgetlab.store import RunStore, read_jsonl
+from tests.conftest import STUDY_A_RAW
 
-RAW = {
-    "experiment": "forget_generalization",
-    "name": "tiny",
-    "model": {"name": "tiny-llama"},
-    "tasks": ["synth_compare"],
-    "data": {"finetune_size": 16, "forget_size": 8, "validation_size": 8, "test_size": 12},
-    "finetune": {"lr": 1e-3, "epochs": 1, "batch_size": 4},
-    "forget": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "eval_every": 2, "checkpoint_every": 1},
-    "eval": {"batch_size": 8, "trajectory_test_size": 6, "bootstrap": 50},
-    "analysis": {"layer": -1},  # the default fifth-to-last does not exist in a 2-layer model
-}
 FIELDS = {"acc_pretrained", "acc_finetuned", "acc_forget_test", "acc_forget_train", "forget_gap", "forget_ratio", "category"}
 
 
 def test_full_pipeline_writes_everything(tmp_path):
-    run = run_experiment(build_config(RAW), tmp_path)
+    run = run_experiment(build_config(STUDY_A_RAW), tmp_path)
     assert run.finished
     summary = json.loads((run.dir / "summary.json").read_text())
     task = summary["tasks"]["synth_compare"]
@@ -45,7 +35,7 @@ def test_full_pipeline_writes_everything(tmp_path):
 
 
 def test_same_config_is_found_and_killed_run_resumes_identically(tmp_path):
-    config = build_config(RAW)
+    config = build_config(STUDY_A_RAW)
     first = run_experiment(config, tmp_path / "a")
     mtime = (first.dir / "summary.json").stat().st_mtime_ns
     assert run_experiment(config, tmp_path / "a").dir == first.dir
@@ -90,14 +80,14 @@ def _checkpoint_after_one_step(config, root):
 
 def test_unknown_task_and_method_fail_before_any_work(tmp_path):
     with pytest.raises(KeyError, match="unknown task 'nope'"):
-        run_experiment(build_config({**RAW, "tasks": ["nope"]}), tmp_path)
+        run_experiment(build_config({**STUDY_A_RAW, "tasks": ["nope"]}), tmp_path)
     with pytest.raises(KeyError, match="forget.method: unknown method 'forgettt'"):
-        run_experiment(build_config({**RAW, "forget": {"method": "forgettt"}}), tmp_path)
+        run_experiment(build_config({**STUDY_A_RAW, "forget": {"method": "forgettt"}}), tmp_path)
     assert RunStore(tmp_path).list() == []
 
 
 def test_split_too_small_fails_and_is_not_finished(tmp_path):
-    raw = {**RAW, "tasks": [{"name": "synth_compare"}], "data": {**RAW["data"], "forget_size": 100000}}
+    raw = {**STUDY_A_RAW, "tasks": [{"name": "synth_compare"}], "data": {**STUDY_A_RAW["data"], "forget_size": 100000}}
     with pytest.raises(ValueError, match="synth_compare"):
         run_experiment(build_config(raw), tmp_path)
     (row,) = RunStore(tmp_path).list()
@@ -106,7 +96,7 @@ def test_split_too_small_fails_and_is_not_finished(tmp_path):
 
 
 def test_over_long_item_is_named(tmp_path):
-    raw = {**RAW, "model": {"name": "tiny-llama", "tiny": {"max_position_embeddings": 12}}}
+    raw = {**STUDY_A_RAW, "model": {"name": "tiny-llama", "tiny": {"max_position_embeddings": 12}}}
     with pytest.raises(ValueError, match=r"synth_compare item \S+ choice \d"):
         run_experiment(build_config(raw), tmp_path)
     assert RunStore(tmp_path).list()[0]["status"] == "failed"

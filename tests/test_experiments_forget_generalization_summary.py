@@ -1,0 +1,108 @@
+"""Study A's summaries as pure functions of hand-made stage payloads: per task, per cell, per sweep."""
+
+import pytest
+
+from forgetlab.data.prepare import PreparedTask
+from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
+from forgetlab.experiments.forget_generalization.summary import (
+    accuracy_interval,
+    cell_forget_ratio,
+    cell_summary,
+    final_metric,
+    sweep_summary,
+    task_summary,
+)
+from forgetlab.metrics.forgetting import NOT_LEARNED, ClassifySpec
+from tests.conftest import make_docs
+
+
+def scored(stage, test_acc, forget_acc, *, ci=(0.0, 1.0), train_labels=None):
+    """A scoring stage's payload: step-0 rows of both splits (and a later row that must be ignored)."""
+    rows = []
+    for split, acc in (("test", test_acc), ("forget", forget_acc)):
+        base = {"task": "toy", "stage": stage, "step": 0, "split": split}
+        values = {"acc": acc, "acc_norm": acc - 0.1, "confidence": acc - 0.2, "n": 10.0}
+        if ci is not None:
+            values.update(acc_ci_low=ci[0], acc_ci_high=ci[1])
+        if split == "forget" and train_labels is not None:
+            values["acc_train_labels"] = train_labels
+        rows += [dict(base, metric=name, value=value) for name, value in values.items()]
+    rows.append({"task": "toy", "stage": stage, "step": 4, "split": "test", "metric": "acc", "value": 0.123})
+    return {"metrics": rows, "examples": []}
+
+
+def test_final_metric_and_interval_read_step_zero():
+    payload = scored("finetuned", 0.8, 0.7, ci=(0.7, 0.9))
+    assert final_metric(payload, "test", "acc") == 0.8 and final_metric(payload, "forget", "acc") == 0.7
+    assert accuracy_interval(payload, "test") == [0.7, 0.9]
+    assert accuracy_interval(scored("finetuned", 0.8, 0.7, ci=None), "test") is None
+
+
+def prepared():
+    docs = make_docs(10)
+    return PreparedTask("toy", docs[:4], docs[4:7], docs[7:8], docs[8:], {"too_long": 1}, "given", 0, 0, "test")
+
+
+def results(acc_finetuned=0.9, acc_forgotten=0.6):
+    return {
+        "pretrained": scored("pretrained", 0.55, 0.5),
+        "finetune": {"steps": 4, "metrics": [], "examples": []},
+        "finetuned": scored("finetuned", acc_finetuned, 0.85, ci=(0.8, 0.95)),
+        "forget": {"steps": 6, "metrics": [], "examples": []},
+        "forgotten": scored("forgotten", acc_forgotten, 0.5, train_labels=1.0),
+        "analysis": {"analysis": {"order": {"test": {"rho": 0.1}}}},
+    }
+
+
+def test_task_summary_from_stage_payloads():
+    summary = task_summary(prepared(), results(), ClassifySpec(), flipped=False)
+    assert summary["acc_pretrained"] == 0.55 and summary["acc_finetuned"] == 0.9 and summary["acc_forget_test"] == 0.6
+    assert summary["forget_ratio"] == pytest.approx(0.3 / 0.4) and summary["category"] == "partial"
+    assert summary["acc_forget_train"] == 0.5 and summary["acc_forget_train_labels"] == 1.0
+    assert summary["acc_forget_train_before"] == 0.85
+    assert summary["acc_finetuned_ci"] == [0.8, 0.95] and summary["acc_norm_forget_test"] == pytest.approx(0.5)
+    assert summary["confidence_pretrained"] == pytest.approx(0.35)
+    assert summary["steps"] == {"finetune": 4, "forget": 6}
+    assert summary["sizes"] == {"finetune": 4, "forget": 3, "validation": 1, "test": 2}
+    assert summary["cleaning"] == {"too_long": 1} and summary["split_strategy"] == "given"
+    assert summary["order"] == {"test": {"rho": 0.1}}
+    flipped = task_summary(prepared(), results(), ClassifySpec(), flipped=True)
+    assert flipped["forget_ratio"] == pytest.approx(0.3 / 0.8)
+
+
+def test_a_cell_of_a_task_not_learned_has_no_ratio():
+    row = {"acc_finetuned": 0.6, "category": "partial"}
+    assert cell_forget_ratio(row, 0.55, flipped=False) == pytest.approx(0.5)
+    assert cell_forget_ratio(row, 0.55, flipped=True) == pytest.approx(0.25)
+    assert cell_forget_ratio(dict(row, category="not_learned"), 0.55, flipped=False) is None
+
+
+def test_cell_summary_carries_its_pair_accuracies_and_own_ratio():
+    config = CrossTaskCellConfig(source_run="study-0123456789ab", forget_task="a", eval_task="b")
+    forget = {"steps": 3, "losses": [0.9, 0.8, 0.7], "seconds": 1.5}
+    summary = cell_summary(config, "cell-1", {"acc_finetuned": 0.8, "category": "partial"}, forget,
+                           acc_eval_test=0.65, acc_forget_train=0.5, acc_forget_train_labels=0.9, flipped=False)
+    assert summary["forget_ratio"] == pytest.approx(0.15 / 0.3) and summary["reference_acc_finetuned"] == 0.8
+    assert (summary["forget_task"], summary["eval_task"], summary["source_run"]) == ("a", "b", "study-0123456789ab")
+    assert summary["steps"] == 3 and summary["losses"] == [0.9, 0.8, 0.7] and "seconds" not in summary
+
+
+def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
+    config = CrossTaskConfig(name="sweep", tasks=["a", "b"])
+    study_a = {
+        "run": "sweep-tasks-0123456789ab",
+        "tasks": {"a": {"acc_finetuned": 0.9, "category": "partial"}, "b": {"acc_finetuned": 0.52, "category": NOT_LEARNED}},
+        "analysis": {"excluded": ["b"]},
+    }
+    accuracy_after = {"a": {"a": 0.6, "b": 0.5}, "b": {"a": 0.7, "b": 0.5}}
+    fit = {"a": {"a": 1.0, "b": 0.9}, "b": {"a": 0.8, "b": 1.0}}
+    cells = {"a": {"a": "sweep-tasks-0123456789ab", "b": "cell-ab"}, "b": {"a": "cell-ba", "b": "sweep-tasks-0123456789ab"}}
+    summary = sweep_summary(config, "sweep-1", study_a, cells, accuracy_after, fit)
+    assert summary["study_a_run"] == "sweep-tasks-0123456789ab" and summary["cells"] == cells
+    assert summary["tasks"] == study_a["tasks"] and summary["analysis"] == {"excluded": ["b"]}
+    matrix = summary["crosstask"]
+    assert matrix["reference"] == {"a": 0.9, "b": 0.52} and matrix["not_learned"] == ["b"]
+    assert matrix["forget_ratio"]["b"]["a"] == pytest.approx(0.2 / 0.4) and matrix["forget_ratio"]["a"]["b"] is None
+    assert matrix["forget_fit"] == fit
+    without_predictors = {key: value for key, value in study_a.items() if key != "analysis"}
+    assert "analysis" not in sweep_summary(config, "sweep-1", without_predictors, cells, accuracy_after, fit)
