@@ -80,13 +80,13 @@ class ForgetGeneralizationConfig(ExperimentConfig):
     """Study A: fine-tune on correct labels, then forget with random labels, per task."""
 
     experiment: Literal["forget_generalization"] = "forget_generalization"
-    tasks: list[TaskRef]
-    data: DataSpec = Field(default_factory=DataSpec)
-    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
-    forget: ForgetSpec = Field(default_factory=ForgetSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    classify: ClassifySpec = Field(default_factory=ClassifySpec)
-    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    tasks: list[TaskRef] = Field(description="the tasks, each run through the whole pipeline (a name, or a name and its source)")
+    data: DataSpec = Field(default_factory=DataSpec, description="step 0: each task's items, cleaned, binarized and split")
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec, description="step 2: fine-tuning on the correct labels")
+    forget: ForgetSpec = Field(default_factory=ForgetSpec, description="step 3: forgetting on random (or flipped) labels")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="steps 1, 2 and 4: scoring, also during training")
+    classify: ClassifySpec = Field(default_factory=ClassifySpec, description="thresholds of the three behaviours")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="predictors, learning/forgetting order, probes")
     save_models: bool = Field(True, description="keep the fine-tuned and forgotten weights in the run directory")
 
     @model_validator(mode="before")

@@ -159,7 +159,9 @@ class TaskRunner(StagedRunner):
         self._model_after("forgotten")
         return self.evaluation.final(self._new_scorer(), "forgotten", data, self._forget_labels(data))
 
-    def _train(self, stage: str, docs: Sequence[MCDoc], spec: OptimSpec, evaluate: EvalFn, *, kept_as: str, desc: str) -> dict[str, Any]:
+    def _train(
+        self, stage: str, docs: Sequence[MCDoc], spec: OptimSpec, evaluate: EvalFn, *, kept_as: str, desc: str
+    ) -> dict[str, Any]:
         """Train the model in place (resumable from checkpoints), keep its weights as ``kept_as``."""
         checkpoint = self.run_.path("stages", self.task, f"{stage}-checkpoint")
         result = train_stage(
@@ -174,7 +176,8 @@ class TaskRunner(StagedRunner):
         analysis: dict[str, Any] = {"order": order_analysis(results, data, self._forget_labels(data), spec.order_threshold, seed)}
         if spec.predictors:
             acc_finetuned = final_metric(results["finetuned"], "test", "acc")
-            analysis.update(predictor_analysis(spec, results, data, self._scorer_for, acc_finetuned, seed, self.config.eval.bootstrap))
+            bootstrap = self.config.eval.bootstrap
+            analysis.update(predictor_analysis(spec, results, data, self._scorer_for, acc_finetuned, seed, bootstrap))
         if spec.probes:
             analysis["probes"] = probe_analysis(spec, data, self._scorer_for, seed)
         self.model = None
