@@ -16,7 +16,6 @@ STILL_TOO_LONG = {
     "experiments/id_vs_ood.py",
     "experiments/unlearn.py",
     "report/html.py",
-    "train.py:train_items",
 }
 
 
