@@ -12,11 +12,16 @@ from forgetlab.data.types import MCDoc
 SHARED_DATA = Path(os.environ.get("FORGETLAB_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+def shared_data_root() -> Path:
+    """The shared benchmark data folder ($FORGETLAB_DATA or ../shared/data); skips the calling test without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared benchmark data not found at {SHARED_DATA} (set FORGETLAB_DATA)")
+    return SHARED_DATA
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return shared_data_root()
 
 
 @pytest.fixture(scope="module")
