@@ -194,7 +194,7 @@ class ForgetMethodSpec(OptimSpec):
         """Methods that compare two continuations per item collate both (``loss: choice``) unless told otherwise."""
         if isinstance(data, dict) and "loss" not in data:
             method = data.get("method", "gradient_ascent")
-            if method in METHODS and getattr(METHODS.get(method), "pairwise", False):
+            if method in METHODS and METHODS.get(method).pairwise:
                 data = dict(data, loss="choice")
         return data
 
@@ -412,11 +412,10 @@ def encode_item(tokenizer: Any, item: Item, continuations: Sequence[str], gold: 
 
 
 def training_items(tokenizer: Any, items: Sequence[Item], method: Method | None, seed: int, max_length: int) -> list[EncodedItem]:
-    """What a method trains on: its ``pair_targets`` (refusals, preference pairs) or the targets themselves."""
-    rewrite: Callable[[str, str, int], tuple[list[str], int]] | None = getattr(method, "pair_targets", None)
+    """What a method trains on: its ``pair_targets`` (refusals, preference pairs); None: the targets themselves."""
     encoded = []
     for item in items:
-        continuations, gold = rewrite(item.item_id, item.target, seed) if rewrite else ([item.target], 0)
+        continuations, gold = method.pair_targets(item.item_id, item.target, seed) if method else ([item.target], 0)
         encoded.append(encode_item(tokenizer, item, continuations, gold, max_length))
     return encoded
 
@@ -647,7 +646,7 @@ class Unlearn:
         except (ValueError, TypeError) as error:
             message = str(error)
             raise ValueError(message if message.startswith("forget.options") else f"forget.options: {message}") from None
-        if type(method).relabel is not Method.relabel and not hasattr(method, "pair_targets"):
+        if method.needs_choices:
             raise ValueError(
                 f"forget.method: {method.name} relabels multiple-choice items; this experiment trains on (prompt, target) items"
             )
