@@ -96,7 +96,8 @@ class Method:
         if options:
             raise ValueError(f"method {self.name}: unknown options {sorted(options)}")
         if loss not in self.supported_losses:
-            raise ValueError(f"method {self.name}: loss {loss!r} is not supported; use loss: {' or '.join(self.supported_losses)}")
+            supported = " or ".join(self.supported_losses)
+            raise ValueError(f"method {self.name}: loss {loss!r} is not supported; use loss: {supported}")
         self.loss_mode = loss
         self.reduction = reduction
         self.reference: torch.nn.Module | None = None
