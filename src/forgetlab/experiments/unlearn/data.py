@@ -7,7 +7,6 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import torch
 
 from forgetlab.experiments.unlearn.config import (
     SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
@@ -170,9 +169,4 @@ def training_items(tokenizer: Any, items: Sequence[Item], method: Method | None,
         encoded.append(encode_item(tokenizer, item, continuations, gold, max_length))
     return encoded
 
-
-def model_max_length(model: torch.nn.Module) -> int:
-    """The longest sequence the model takes (``max_position_embeddings``; 2048 when it does not say)."""
-    config = getattr(model, "config", None)
-    return int(getattr(config, "max_position_embeddings", 2048) or 2048)
 

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.unlearn.config import ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import (
-    Item, build_sets, model_max_length, sets_from_stage, sets_to_stage, training_items,
+    Item, build_sets, sets_from_stage, sets_to_stage, training_items,
 )
 from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names
 from forgetlab.experiments.unlearn.summary import summarize, timings
@@ -26,6 +26,7 @@ from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
 from forgetlab.methods.base import check_options
 from forgetlab.models import ModelSpec, load_model, model_identity, weightless_model
+from forgetlab.scoring import resolve_max_length
 from forgetlab.store import Run
 from forgetlab.train import train_items, trainable_state
 
@@ -99,7 +100,8 @@ class UnlearnRunner(StagedRunner):
             return self._reuse_learned(shared, key)
         self.load(learned=False)
         method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
-        items = training_items(self.tokenizer, pool, None, self.config.seed, model_max_length(self.model))
+        max_length = resolve_max_length(self.model.config, self.tokenizer)
+        items = training_items(self.tokenizer, pool, None, self.config.seed, max_length)
         checkpoint = self.run_.path("stages", "learn-checkpoint")
         started = time.perf_counter()
         result = train_items(
@@ -135,7 +137,7 @@ class UnlearnRunner(StagedRunner):
         if pattern is not None:
             self._saved_names = {name for name, p in self.model.named_parameters() if p.requires_grad}
             restrict_trainable(self.model, pattern, origin)
-        max_length = model_max_length(self.model)
+        max_length = resolve_max_length(self.model.config, self.tokenizer)
         forget_items = training_items(self.tokenizer, sets["forget"], method, seed, max_length)
         retain_items = training_items(self.tokenizer, sets["retain"], None, seed, max_length) if "retain" in sets else None
         retain_size = self.config.eval.retain_size  # retain items scored at each evaluation
