@@ -264,7 +264,7 @@ def test_from_scratch_recipe_reference_trains_as_many_steps_and_tokens(shared_da
 
     from forgetlab.experiments import load_config
     from forgetlab.experiments.id_vs_ood import StudyBRunner, encode_pairs, stream_tokens
-    from forgetlab.scratch import train_bpe_tokenizer
+    from forgetlab.scratch_model import train_bpe_tokenizer
     from forgetlab.train import total_steps
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "study_b.yaml")

@@ -17,7 +17,7 @@ from forgetlab.metrics.memorization import (
 )
 from forgetlab.metrics.utility import bleu, exact_match, greedy_generate, heldout_loss, translation_quality
 from forgetlab.scoring import ScoredRequest, encode_pair
-from forgetlab.scratch import (
+from forgetlab.scratch_model import (
     ScratchSpec,
     build_scratch_model,
     load_tokenizer,

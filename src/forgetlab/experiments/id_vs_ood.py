@@ -73,7 +73,7 @@ from forgetlab.metrics.memorization import Similarity, nearest_neighbors
 from forgetlab.metrics.utility import greedy_generate, heldout_loss_from, translation_quality
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.scoring import Scorer, encode_pair
-from forgetlab.scratch import (
+from forgetlab.scratch_model import (
     ScratchSpec,
     build_scratch_model,
     load_tokenizer,
