@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "forgetlab"
 
 FLOORS = {
@@ -81,7 +79,6 @@ def test_no_module_imports_from_a_floor_above_it():
     assert upward == []
 
 
-@pytest.mark.xfail(strict=True, reason="id_vs_ood <-> study_b_summary: goes when id_vs_ood becomes a package (then remove this mark)")
 def test_no_import_circles():
     edges = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph().items()}  # a package's __init__ may import its own modules
     circles, state = [], {}

@@ -260,29 +260,30 @@ def test_from_scratch_recipe_reference_trains_as_many_steps_and_tokens(shared_da
     """configs/study_b.yaml: the reference stream (forget items replaced) has the original's items and
     optimizer steps, and its tokens up to the few ID stand-ins without an exact token-count match;
     the former stream (forget items removed) had 188 steps against 410."""
+    from functools import partial
     from pathlib import Path
 
     from forgetlab.experiments import load_config
-    from forgetlab.experiments.id_vs_ood import StudyBRunner, encode_pairs, stream_tokens
+    from forgetlab.experiments.id_vs_ood import encode_pairs, stream_tokens
+    from forgetlab.experiments.id_vs_ood.data import original_training_stream, reference_training_stream, token_lengths
     from forgetlab.scratch_model import train_bpe_tokenizer
     from forgetlab.train import total_steps
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "study_b.yaml")
     config = config.model_copy(update={"corpus": config.corpus.model_copy(update={"root": str(shared_data)})})
-    runner = StudyBRunner(config, None, None)
-    runner.data = build_data(config)
-    runner.tokenizer = train_bpe_tokenizer([p.prompt + p.target for p in runner.data.base], config.scratch.vocab_size)
+    data = build_data(config)
+    tokenizer = train_bpe_tokenizer([p.prompt + p.target for p in data.base], config.scratch.vocab_size)
+    lengths = partial(token_lengths, tokenizer)
     one_pass = config.train.model_copy(update={"epochs": 1.0})
-    (original, _), (reference, chosen) = runner._stream("original"), runner._stream("reference")
+    original, (reference, chosen) = original_training_stream(config, data), reference_training_stream(config, data, lengths)
     steps = [total_steps(len(s), one_pass, 1) for s in (original, reference)]
     assert len(original) == len(reference) == 2 * (6000 + 2 * 32 * 111) and steps == [410, 410]
-    tokens = [stream_tokens(encode_pairs(runner.tokenizer, [e.pair for e in s], 128, eos=True)) for s in (original, reference)]
+    tokens = [stream_tokens(encode_pairs(tokenizer, [e.pair for e in s], 128, eos=True)) for s in (original, reference)]
     assert abs(tokens[1]["target_tokens"] - tokens[0]["target_tokens"]) <= 50  # of 386,172 (removal: 194,640 fewer)
     assert abs(tokens[1]["tokens"] - tokens[0]["tokens"]) <= 100  # of 935,372
-    spares = {p.pair_id: p for ps in runner.data.spares.values() for p in ps}
-    lengths = {kind: [runner._token_lengths(p) == runner._token_lengths(spares[chosen[p.pair_id]])
-                      for g in runner.data.groups if g.kind == kind for p in g.items] for kind in ("ood", "id")}
-    assert all(lengths["ood"]) and sum(lengths["id"]) >= 90  # canaries: all exact; ID pairs: 93 of 96 here
+    spares = {p.pair_id: p for ps in data.spares.values() for p in ps}
+    same = {kind: [lengths(p) == lengths(spares[chosen[p.pair_id]]) for g in data.groups if g.kind == kind for p in g.items]
+            for kind in ("ood", "id")}
+    assert all(same["ood"]) and sum(same["id"]) >= 90  # canaries: all exact; ID pairs: 93 of 96 here
     removed = config.model_copy(update={"train": config.train.model_copy(update={"reference": "remove"})})
-    runner.config = removed
-    assert total_steps(len(runner._stream("reference")[0]), one_pass, 1) == 188
+    assert total_steps(len(reference_training_stream(removed, data, lengths)[0]), one_pass, 1) == 188

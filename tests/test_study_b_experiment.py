@@ -11,7 +11,8 @@ from forgetlab.config import ConfigError, OptimSpec
 from forgetlab.experiments import build_config
 from forgetlab.data.corpus import Pair
 from forgetlab.experiments import run_experiment
-from forgetlab.experiments.id_vs_ood import StopRules, encode_pairs
+from forgetlab.data.canaries import GroupKind
+from forgetlab.experiments.id_vs_ood import UnlearningCriteria, encode_pairs
 from forgetlab.methods import METHODS
 from forgetlab.store import read_jsonl
 from forgetlab.train import DivergenceError, train_items
@@ -39,21 +40,21 @@ GROUP_FIELDS = {
 
 
 def test_stop_rules_all_any_and_kinds():
-    tolerant = StopRules("ood", ["exposure_baseline"], baseline=1.44, tolerance=0.25)
+    tolerant = UnlearningCriteria(GroupKind.OOD, ["exposure_baseline"], baseline=1.44, tolerance=0.25)
     tolerant.update(3, {"exposure_mean": 1.65, "genex_mean": 5.0})
     assert tolerant.first == {"exposure_baseline": 3, "genex_zero": None} and tolerant.should_stop
-    rules = StopRules("ood", ["exposure_baseline", "genex_zero"], baseline=1.44)
+    rules = UnlearningCriteria(GroupKind.OOD, ["exposure_baseline", "genex_zero"], baseline=1.44)
     assert rules.update(0, {"exposure_mean": 3.0, "genex_mean": 2.0}) == [] and not rules.should_stop
     assert rules.update(2, {"exposure_mean": 1.0, "genex_mean": 0.5}) == ["exposure_baseline"] and not rules.should_stop
     assert rules.update(4, {"exposure_mean": 1.6, "genex_mean": -0.1}) == ["genex_zero"] and rules.should_stop
     assert rules.first == {"exposure_baseline": 2, "genex_zero": 4} and rules.primary == "exposure_baseline"
-    anyone = StopRules("ood", ["exposure_baseline", "genex_zero"], baseline=1.44, mode="any")
+    anyone = UnlearningCriteria(GroupKind.OOD, ["exposure_baseline", "genex_zero"], baseline=1.44, mode="any")
     anyone.update(2, {"exposure_mean": 1.0, "genex_mean": 0.5})
     assert anyone.should_stop
-    in_dist = StopRules("id", ["exposure_baseline"], baseline=1.44)  # exposure does not apply to ID items
+    in_dist = UnlearningCriteria(GroupKind.ID, ["exposure_baseline"], baseline=1.44)  # exposure does not apply to ID items
     in_dist.update(0, {"genex_mean": -1.0})
     assert in_dist.first == {"genex_zero": 0} and not in_dist.should_stop and in_dist.primary == "genex_zero"
-    never = StopRules("ood", [], baseline=1.44)
+    never = UnlearningCriteria(GroupKind.OOD, [], baseline=1.44)
     never.update(0, {"exposure_mean": 0.0, "genex_mean": -5.0})
     assert not never.should_stop
 

@@ -11,7 +11,7 @@ from scipy.stats import skewnorm
 from forgetlab.data.canaries import CanarySpec, canary_pair, make_canaries
 from forgetlab.data.corpus import Pair
 from forgetlab.experiments.id_vs_ood import Job, forget_values, score_pairs
-from forgetlab.experiments.study_b_summary import genex_offsets
+from forgetlab.experiments.id_vs_ood.summary import genex_offsets
 from forgetlab.metrics.exposure import (
     LOG2_E,
     describe,
@@ -235,8 +235,8 @@ def test_genex_offsets_are_original_minus_reference_with_a_bootstrap_interval():
 def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups():
     from forgetlab.config import ConfigError
     from forgetlab.experiments import build_config
-    from forgetlab.data.canaries import ForgetGroup
-    from forgetlab.experiments.study_b_summary import exposure_baselines, group_before
+    from forgetlab.data.canaries import ForgetGroup, GroupKind
+    from forgetlab.experiments.id_vs_ood.summary import exposure_baselines, group_before
 
     raw = {"experiment": "id_vs_ood", "model": "scratch", "eval": {"exposure": "tf_privacy"}}
     assert build_config(raw).eval.exposure == "tf_privacy" and build_config({**raw, "eval": {}}).eval.exposure == "forgetlab"
@@ -250,6 +250,6 @@ def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups(
         out = exposure_baselines(scores, 4, convention)
         assert out["unseen_original"] == pytest.approx((2 * math.log2(space) - 1 - math.log2(5)) / 2)
         assert out["expected_finite_n"] == pytest.approx(sum(math.log2(space / r) for r in range(1, 6)) / 5)
-        group = ForgetGroup("ood_x1", "ood", 1, [Pair("a", "p", " x"), Pair("b", "p", " y")])
+        group = ForgetGroup("ood_x1", GroupKind.OOD, 1, [Pair("a", "p", " x"), Pair("b", "p", " y")])
         before = group_before(group, scores, convention)  # -2.0 -> rank 1; -9.0 -> rank 3
         assert before["exposure_original"] == pytest.approx(math.log2(space) - math.log2(3) / 2)
