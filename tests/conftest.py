@@ -24,6 +24,30 @@ def shared_data_root() -> Path:
     return SHARED_DATA
 
 
+TINY_ID_VS_OOD = {
+    "experiment": "id_vs_ood",
+    "name": "tiny_b",
+    "cpu_threads": 1,
+    "model": "scratch",
+    "scratch": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_length": 96},
+    "corpus": {"name": "synthetic_translation", "synthetic_sizes": {"train": 200, "validation": 20, "test": 20}},
+    "train_size": 150,
+    "test_size": 16,
+    "canaries": {"n_references": 60, "n_unseen": 20},
+    "groups": {"repetitions": [1, 10], "per_group": 6},
+    "train": {"epochs": 1, "batch_size": 32, "lr": 3e-3, "warmup_steps": 2},
+    "unlearn": {"lr": 1e-3, "max_steps": 4, "batch_size": 6, "eval_every": 2},
+    "eval": {"utility_size": 12, "bleu_size": 6, "bleu_every": 2, "max_new_tokens": 10, "nearby_random": 6, "heldout_size": 8},
+    "buckets": {"groups": ["id_x10"], "factors": ["difficulty"]},
+}
+
+
+@pytest.fixture
+def tiny_id_vs_ood() -> dict:
+    """A tiny ``id_vs_ood`` recipe (a fresh copy): a from-scratch model on generated German→English pairs."""
+    return copy.deepcopy(TINY_ID_VS_OOD)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return shared_data_root()
