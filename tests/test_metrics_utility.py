@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from forgetlab.metrics.utility import bleu, exact_match, greedy_generate, heldout_loss, translation_quality
+from forgetlab.metrics.utility import bleu, exact_match, greedy_translations, heldout_loss, translation_quality
 from forgetlab.scoring import ScoredRequest
 
 
@@ -31,8 +31,8 @@ def test_greedy_generation_is_deterministic_and_one_line(tiny):
     model, tokenizer = tiny
     model.train()
     prompts = ["translate German to English: Ein Hund.\nEnglish:", "My secret is"]
-    first = greedy_generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=2)
-    assert first == greedy_generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=1)  # padding does not matter
+    first = greedy_translations(model, tokenizer, prompts, max_new_tokens=8, batch_size=2)
+    assert first == greedy_translations(model, tokenizer, prompts, max_new_tokens=8, batch_size=1)  # padding does not matter
     assert len(first) == 2 and all("\n" not in text for text in first)
     assert all(len(text) <= 8 for text in first)  # byte tokenizer: at most one character per new token
     assert model.training  # the caller's mode is restored

@@ -68,7 +68,7 @@ class TokenScores:
 # --------------------------------------------------------------------------------------- model helpers
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
     """The module to run: without DistributedDataParallel-style wrappers (no collectives per forward)."""
     while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
@@ -77,7 +77,7 @@ def _unwrap(model: Any) -> Any:
 
 def num_hidden_layers(model: Any) -> int:
     """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
-    config = _unwrap(model).config
+    config = unwrap_model(model).config
     return int((getattr(config, "text_config", None) or config).num_hidden_layers)
 
 
@@ -152,7 +152,7 @@ class Scorer:
         self.accelerator = accelerator
         self.progress = progress
         self.encoder = RequestEncoder(tokenizer, add_bos_token)
-        core = _unwrap(model)
+        core = unwrap_model(model)
         self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
         params = _forward_params(core)
         self._logits_to_keep = "logits_to_keep" in params
@@ -205,7 +205,7 @@ class Scorer:
         from the end (-1 = last layer, -5 = fifth from last). Texts are tokenised like lm-eval's
         ``tok_encode``; over-long texts follow ``on_overlong`` (truncate keeps the last tokens).
         """
-        config = _unwrap(self.model).config
+        config = unwrap_model(self.model).config
         n_states = num_hidden_layers(self.model) + 1
         index = {}
         for layer in layers:
@@ -346,7 +346,7 @@ class Scorer:
     # ------------------------------------------------------------------ forward passes
     @property
     def _device(self) -> torch.device:
-        return next(_unwrap(self.model).parameters()).device
+        return next(unwrap_model(self.model).parameters()).device
 
     def _run(
         self, rows: list[Row], desc: str, moments: bool = False
@@ -355,7 +355,7 @@ class Scorer:
 
         Per batch and target: ``logprob``, ``greedy`` (with ``moments`` also ``mu``, ``sigma``), its job.
         """
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         trees, plain = [r for r in rows if r.tree], [r for r in rows if not r.tree]
         planned = [
             *batches(trees, self.batch_size, self.max_tokens_per_batch, PACK_WIDTH),
@@ -441,7 +441,7 @@ class Scorer:
 
     def _additive_mask(self, allowed: np.ndarray) -> torch.Tensor:
         """``[B, 1, T, T]`` float mask: 0 where attention is allowed, the dtype's minimum elsewhere."""
-        dtype = _unwrap(self.model).dtype
+        dtype = unwrap_model(self.model).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype)
         mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
         return mask[:, None].to(self._device)
@@ -478,7 +478,7 @@ class Scorer:
         """``{text index: {hidden-state number: vector}}`` of the last token, right-padded batches."""
         rows = [Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
         found: dict[int, dict[int, np.ndarray]] = {}
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), "hidden states") as bar:
             for lines in batches(rows, self.batch_size, self.max_tokens_per_batch):
                 batch = [line[0] for line in lines]

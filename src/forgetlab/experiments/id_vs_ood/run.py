@@ -63,7 +63,7 @@ from forgetlab.experiments.id_vs_ood.jobs import Job, unlearning_jobs
 from forgetlab.experiments.id_vs_ood.stopping import StopUnlearning, UnlearningCriteria, exposure_baseline
 from forgetlab.experiments.id_vs_ood.summary import summarize
 from forgetlab.methods import METHODS
-from forgetlab.metrics.utility import greedy_generate
+from forgetlab.metrics.utility import greedy_translations
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, resolve_max_length
 from forgetlab.scratch_model import build_scratch_model, load_tokenizer, parameter_count, save_tokenizer, train_bpe_tokenizer
@@ -157,7 +157,7 @@ class IdVsOodRunner(StagedRunner):
     def _generate(self, prompts: list[str]) -> list[str]:
         """Greedy continuations of ``prompts`` by the current model."""
         spec = self.config.eval
-        return greedy_generate(
+        return greedy_translations(
             self.model, self.tokenizer, prompts, max_new_tokens=spec.max_new_tokens, batch_size=spec.generate_batch_size
         )
 

@@ -24,7 +24,7 @@ unfinished one, and inside the unlearning stage at its last checkpoint):
 
 All per-token numbers come from the scoring engine (:meth:`forgetlab.scoring.Scorer.token_scores`,
 lm-eval's tokenisation; sharded over processes); extraction generates greedily
-(:func:`forgetlab.metrics.extraction.greedy_continuations`). Metric keys are ``<split>/<name>``: ``forget/loss``, ``utility/token_acc``, ``mia/min_k_pp_auc``,
+(:func:`forgetlab.scoring.greedy_generate`). Metric keys are ``<split>/<name>``: ``forget/loss``, ``utility/token_acc``, ``mia/min_k_pp_auc``,
 ``mia/loss_auc_gap`` ... (see :func:`metric_names`). AUC direction: see :mod:`forgetlab.metrics.mia`
 (0.5 = indistinguishable, > 0.5 = forget items still look like members).
 

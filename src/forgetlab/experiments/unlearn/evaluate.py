@@ -17,10 +17,10 @@ from accelerate import Accelerator
 
 from forgetlab.experiments.unlearn.config import SelectSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import Item
-from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
+from forgetlab.metrics.extraction import exact_memorization, prefix_match, verbatim_match
 from forgetlab.metrics.mia import TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.models import ModelSpec, load_model
-from forgetlab.scoring import Scorer, TokenScores
+from forgetlab.scoring import Scorer, TokenScores, greedy_generate, unwrap_model
 from forgetlab.store import atomic_write_json
 from forgetlab.train import DivergenceError, EncodedItem
 
@@ -203,9 +203,10 @@ class Evaluator:
         accelerator = self.runner.accelerator
         rank, world = accelerator.process_index, accelerator.num_processes
         mine = list(range(rank, len(contexts), world))
-        out = greedy_continuations(
-            self.runner.model, [contexts[i] for i in mine], [lengths[i] for i in mine],
-            pad_id=self.runner.tokenizer.pad_token_id, batch_size=self.config.eval.batch_size,
+        model = self.runner.model
+        out = greedy_generate(
+            model, [contexts[i] for i in mine], [lengths[i] for i in mine], pad_id=self.runner.tokenizer.pad_token_id,
+            eos_id=unwrap_model(model).config.eos_token_id, batch_size=self.config.eval.batch_size,
         )
         found = dict(zip(mine, out))
         merged = _gathered(found) if world > 1 else found
