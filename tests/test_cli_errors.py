@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 import forgetlab.data.records as records
 import forgetlab.store as store_module
 from forgetlab.cli import app
-from tests.conftest import STUDY_A_RAW
-from tests.test_unlearn_experiment import raw_config
+from tests.conftest import STUDY_A_RAW, unlearn_raw_config
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,7 +44,7 @@ def _recipe(tmp: Path, raw: dict | None = None, **changes) -> str:
 
 
 def _unlearn(tmp: Path, **changes) -> str:
-    return _recipe(tmp, raw_config(), **changes)
+    return _recipe(tmp, unlearn_raw_config(), **changes)
 
 
 def _run(tmp: Path, recipe: str, *sets: str) -> list[str]:
@@ -210,10 +209,11 @@ def test_unlearn_summary_is_byte_identical_and_timings_are_apart(tmp_path):
     from forgetlab.experiments import build_config
     from forgetlab.experiments import run_experiment
 
-    config = build_config(raw_config())
+    config = build_config(unlearn_raw_config())
     a = run_experiment(config, tmp_path / "a")
     b = run_experiment(config, tmp_path / "b")
     assert (a.dir / "summary.json").read_bytes() == (b.dir / "summary.json").read_bytes()
     assert "seconds" not in (a.dir / "summary.json").read_text()
     timings = json.loads((a.dir / "timings.json").read_text())
-    assert set(timings) == {"learn", "unlearn", "unlearn_eval", "unlearn_train"} and timings["unlearn"] > 0
+    assert set(timings) == {"stages", "unlearn_eval", "unlearn_train"} and set(timings["stages"]) == {"data", "unlearn"}
+    assert timings["stages"]["unlearn"] > 0

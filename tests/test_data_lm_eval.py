@@ -8,7 +8,6 @@ No network is used.
 
 from __future__ import annotations
 
-import os
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from forgetlab.data import get_task, load_task_docs, load_task_records, task_names
 from forgetlab.data.tasks import Record
+from tests.conftest import shared_data_root
 
 datasets = pytest.importorskip("datasets")
 lm_eval = pytest.importorskip("lm_eval")
@@ -27,14 +27,6 @@ from lm_eval.tasks._yaml_loader import load_yaml  # noqa: E402
 LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
 LOCAL_TASKS = sorted(n for n in task_names() if get_task(n).local)
 HUB_ONLY = sorted(n for n in task_names() if not get_task(n).local and not get_task(n).synthetic)
-
-
-def data_root() -> Path:
-    env = os.environ.get("FORGETLAB_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"benchmark data not found at {root} (set FORGETLAB_DATA)")
-    return root
 
 
 def lm_eval_config(name: str) -> dict[str, Any]:
@@ -83,7 +75,7 @@ def sample_indices(n: int, k: int = 4, seed: int = 0) -> list[int]:
 
 @lru_cache(maxsize=None)
 def local_records(name: str) -> dict[str, list[Record]]:
-    return load_task_records(name, source="local", data_root=data_root())
+    return load_task_records(name, source="local", data_root=shared_data_root())
 
 
 @pytest.mark.parametrize("name", LOCAL_TASKS)

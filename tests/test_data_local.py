@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from forgetlab.data import get_task, load_task_docs, load_task_records, task_names
 from forgetlab.data.local import split_hellaswag_context
 from forgetlab.data.types import MCDoc
+from tests.conftest import shared_data_root
 
 # split -> number of items, from shared/data/SOURCES.md (MRPC train: HF's 3668, see SOURCES.md)
 EXPECTED = {
@@ -56,17 +56,9 @@ N_CHOICES = {
 }
 
 
-def data_root() -> Path:
-    env = os.environ.get("FORGETLAB_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"benchmark data not found at {root} (set FORGETLAB_DATA)")
-    return root
-
-
 @lru_cache(maxsize=None)
 def docs(name: str) -> dict[str, list[MCDoc]]:
-    return load_task_docs(name, source="local", data_root=data_root())
+    return load_task_docs(name, source="local", data_root=shared_data_root())
 
 
 def test_expected_table_covers_every_local_task() -> None:
@@ -88,7 +80,7 @@ def test_local_counts_ids_and_shape(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_auto_source_picks_local_files(name: str) -> None:
-    assert {s: len(v) for s, v in load_task_docs(name, data_root=data_root()).items()} == EXPECTED[name]
+    assert {s: len(v) for s, v in load_task_docs(name, data_root=shared_data_root()).items()} == EXPECTED[name]
 
 
 def test_label_conventions() -> None:
@@ -123,7 +115,7 @@ def test_known_prompts() -> None:
 
 
 def test_wic_offsets_point_at_the_target_token() -> None:
-    for rows in load_task_records("wic", source="local", data_root=data_root()).values():
+    for rows in load_task_records("wic", source="local", data_root=shared_data_root()).values():
         for rec in rows:
             d = rec.doc
             for s, a, b in (("sentence1", "start1", "end1"), ("sentence2", "start2", "end2")):
@@ -132,8 +124,8 @@ def test_wic_offsets_point_at_the_target_token() -> None:
 
 
 def test_hellaswag_reconstruction_is_lossless() -> None:
-    path = data_root() / "hellaswag" / "hellaswag_val_from_llamacpp.jsonl"
-    rows = load_task_records("hellaswag", source="local", data_root=data_root())["validation"]
+    path = shared_data_root() / "hellaswag" / "hellaswag_val_from_llamacpp.jsonl"
+    rows = load_task_records("hellaswag", source="local", data_root=shared_data_root())["validation"]
     import json
 
     originals = [json.loads(line)["context"] for line in path.open(encoding="utf-8")]
@@ -147,14 +139,14 @@ def test_hellaswag_reconstruction_is_lossless() -> None:
 
 def test_mrpc_splits_rebuilt_like_hf() -> None:
     """validation == GLUE dev.tsv; train == GLUE train.tsv plus the one pair HF keeps (2750203/2750153)."""
-    root = data_root() / "mrpc"
+    root = shared_data_root() / "mrpc"
 
     def glue(path: Path) -> set[tuple[str, str, int]]:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
             return {(r["#1 String"], r["#2 String"], int(r["Quality"])) for r in reader}
 
-    recs = load_task_records("mrpc", source="local", data_root=data_root())
+    recs = load_task_records("mrpc", source="local", data_root=shared_data_root())
     as_set = {s: {(r.doc["sentence1"], r.doc["sentence2"], r.doc["label"]) for r in rows} for s, rows in recs.items()}
     assert as_set["validation"] == glue(root / "dev.tsv")
     extra = as_set["train"] - glue(root / "train.tsv")
@@ -162,7 +154,7 @@ def test_mrpc_splits_rebuilt_like_hf() -> None:
 
 
 def test_logiqa_parsed_like_eleutherai_script() -> None:
-    rec = load_task_records("logiqa", source="local", data_root=data_root())["validation"][0].doc
+    rec = load_task_records("logiqa", source="local", data_root=shared_data_root())["validation"][0].doc
     assert rec["label"] == "a" and len(rec["options"]) == 4
     assert "Americans. The same" in rec["context"]  # "." -> ". " as in EleutherAI/logiqa
     assert not rec["options"][0].startswith("A.")

@@ -7,22 +7,14 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from forgetlab.data import MCDoc, PreparedTask, load_task_docs, prepare_task
 from forgetlab.data.prepare import binarize, normalize_text, stable_seed
+from tests.conftest import shared_data_root
 
 SIZES = dict(finetune_size=300, forget_size=100, validation_size=100, test_size=200)
-
-
-def data_root() -> Path:
-    env = os.environ.get("FORGETLAB_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"benchmark data not found at {root} (set FORGETLAB_DATA)")
-    return root
 
 
 def mc(doc_id: str, prompt: str, choices: list[str], gold: int = 0, task: str = "toy") -> MCDoc:
@@ -154,7 +146,7 @@ def test_cleaning_counts_on_hand_made_docs() -> None:
 
 
 def test_wnli_premise_leakage_is_removed() -> None:
-    docs = load_task_docs("wnli", source="local", data_root=data_root())
+    docs = load_task_docs("wnli", source="local", data_root=shared_data_root())
     p = prepare_task(docs, finetune_size=300, forget_size=100, validation_size=20, test_size=50, seed=0)
     assert p.split_strategy == "train/eval"
     assert p.cleaning["train_overlap"] >= 60  # 65 of 71 dev items repeat a train premise
@@ -253,7 +245,7 @@ def test_to_dict_is_json_and_round_trips(arith: dict[str, list[MCDoc]]) -> None:
 
 @pytest.mark.parametrize("name", ["boolq", "piqa", "cb", "hellaswag", "commonsense_qa", "winogrande"])
 def test_prepare_real_tasks(name: str) -> None:
-    docs = load_task_docs(name, source="local", data_root=data_root())
+    docs = load_task_docs(name, source="local", data_root=shared_data_root())
     p = prepare_task(docs, finetune_size=100, forget_size=100, validation_size=50, test_size=50, seed=0)
     assert len(p.finetune) == len(p.forget) == 100 and 0 < len(p.test) <= 50
     assert all(d.n_choices == 2 for docs_ in p.sets().values() for d in docs_)

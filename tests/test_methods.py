@@ -5,7 +5,10 @@ import torch
 
 from forgetlab.methods import METHODS, Batch
 from forgetlab.methods.base import choice_cross_entropy, sequence_logprobs, token_nll
-from tests.conftest import make_docs
+from tests.conftest import forget_batch, loss_value, make_docs, make_method, retain_batch, sgd_step
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch():
@@ -89,3 +92,60 @@ def test_only_flipped_labels_use_the_flipped_forget_ratio():
 def test_unknown_method_lists_known():
     with pytest.raises(KeyError, match="unknown method 'nope'; known: .*random_label"):
         METHODS.get("nope")
+
+
+def test_methods_declare_their_losses_choices_and_item_targets():
+    """Facts on the class: the losses a method supports (checked once, by the base constructor), whether it needs
+    multiple-choice items or pairwise batches, and what it trains on for a (prompt, target) item."""
+    for name in ("grad_diff", "idk", "npo", "rmu", "simnpo"):
+        with pytest.raises(ValueError, match=f"method {name}: loss 'choice' is not supported; use loss: answer or full"):
+            METHODS.get(name)(loss="choice")
+    assert METHODS.get("finetune")(loss="choice").loss_mode == "choice"
+    assert {n for n in METHODS.names() if METHODS.get(n).needs_choices} == {"flipped_label", "random_label"}
+    assert {n for n in METHODS.names() if METHODS.get(n).pairwise} == {"idk_dpo"}
+    assert METHODS.get("gradient_ascent")().pair_targets("item-1", " Paris", seed=0) == ([" Paris"], 0)
+
+
+# --------------------------------------------------------------------------- unlearning methods: masking, signs, options
+
+
+def test_padding_and_masked_positions_do_not_count(tiny_pair):
+    model, reference = tiny_pair
+    batch, other = forget_batch(), forget_batch()
+    other.input_ids[1, 4] = 99  # a padding token
+    for name, options in [("grad_diff", {}), ("npo", {}), ("simnpo", {}), ("rmu", {"layer": 1})]:
+        method = make_method(name, reference, **options)
+        assert loss_value(method, model, batch, retain_batch()) == pytest.approx(loss_value(method, model, other, retain_batch()), abs=1e-5)
+
+
+# SimNPO saturates on items the model finds very unlikely (σ(−(β/|y|)·log π) → 1 for a random model
+# at β = 2.5), so its sign is checked at a small β where the gradient is not vanishing.
+@pytest.mark.parametrize("name, options", [("gradient_ascent", {}), ("grad_diff", {}), ("npo", {}), ("simnpo", {"beta": 0.1})])
+def test_ascent_methods_lower_forget_likelihood(tiny_pair, name, options):
+    model, reference = tiny_pair
+    method = make_method(name, reference, **options)
+    assert method.ascent
+    trained = sgd_step(method, model, forget_batch(), retain_batch())
+    with torch.no_grad():
+        assert sequence_logprobs(trained, forget_batch())[0].sum() < sequence_logprobs(model, forget_batch())[0].sum()
+
+
+def test_options_and_flags(tiny_pair):
+    with pytest.raises(ValueError, match="unknown options"):
+        METHODS.get("npo")(betta=0.1)
+    with pytest.raises(ValueError, match="beta"):
+        METHODS.get("simnpo")(beta=0)
+    with pytest.raises(ValueError, match="loss: choice"):
+        METHODS.get("idk_dpo")(loss="answer")
+    with pytest.raises(ValueError, match="retain_loss"):
+        METHODS.get("grad_diff")(retain_loss="mse")
+    assert not METHODS.get("grad_diff")().needs_reference
+    assert METHODS.get("grad_diff")(retain_loss="kl").needs_reference
+    assert not METHODS.get("grad_diff")(retain_weight=0).needs_retain
+    assert not METHODS.get("npo")().needs_retain and METHODS.get("npo")().needs_reference
+    assert METHODS.get("idk")().needs_retain and not METHODS.get("idk")().needs_reference
+    assert METHODS.get("rmu")().needs_retain and METHODS.get("rmu")().needs_reference
+    with pytest.raises(ValueError, match="no retain batch"):
+        METHODS.get("grad_diff")().loss(tiny_pair[0], forget_batch(), None)
+    with pytest.raises(ValueError, match="reference"):
+        METHODS.get("npo")().loss(tiny_pair[0], forget_batch(), None)

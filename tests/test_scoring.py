@@ -11,7 +11,8 @@ import torch
 
 from forgetlab.data.types import MCDoc
 from forgetlab.models import ModelSpec, load_model
-from forgetlab.scoring import MCScore, ScoredRequest, Scorer, _tree_row, encode_pair, resolve_max_length, score_mc
+from forgetlab.scoring import MCScore, ScoredRequest, Scorer, encode_pair, resolve_max_length, score_mc
+from forgetlab.scoring.rows import tree_row
 
 LONG = "The quick brown fox jumps over the lazy dog. " * 7  # ~300 byte tokens
 
@@ -111,7 +112,7 @@ def test_shared_continuation_prefixes_and_one_token_conts(tiny):
     conts = [" abc d", " abx y", " abc e", " abc", " ab", " q r s", " qz w", "x", "q"]
     requests = [("Pick one:", c) for c in conts]
     ctx = encode_pair(tokenizer, *requests[0])[0]
-    row = _tree_row(ctx, [(tuple(encode_pair(tokenizer, *r)[1]), j) for j, r in enumerate(requests)])
+    row = tree_row(ctx, [(tuple(encode_pair(tokenizer, *r)[1]), j) for j, r in enumerate(requests)])
     children = Counter(row.parents[len(ctx):])
     assert sorted(n for n in children.values() if n > 1) == [2, 2, 2]  # after " ", " ab" and " q": a tree, not one chain
     assert row.positions != list(range(len(row.tokens)))  # siblings share a depth
@@ -328,13 +329,13 @@ def test_many_continuations_of_one_context_are_split_into_rows(tiny):
 
 
 def test_short_rows_are_packed_into_shared_lines(tiny):
-    from forgetlab.scoring import PACK_WIDTH, _batches
+    from forgetlab.scoring.rows import PACK_WIDTH, batches
 
     model, tokenizer = tiny
     requests = [(f"Question {i}: why?", f" because {i}") for i in range(12)]
     scorer = Scorer(model, tokenizer, batch_size=4, max_tokens_per_batch=1024, progress=False)
     rows = [row for group in scorer._plan(scorer._encode_jobs(requests, None)[0]) for row in group]
-    batches = list(_batches(rows, 4, 1024, PACK_WIDTH))
+    batches = list(batches(rows, 4, 1024, PACK_WIDTH))
     assert len(batches) == 1 and max(len(line) for line in batches[0]) > 1
     assert sum(len(line) for line in batches[0]) == len(rows) == 12
     for request, result in zip(requests, scorer.loglikelihood(requests)):

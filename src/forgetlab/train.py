@@ -29,7 +29,7 @@ from forgetlab.config import OptimSpec
 from forgetlab.data.types import MCDoc
 from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
-from forgetlab.scoring import encode_pair
+from forgetlab.scoring import encode_pair, resolve_max_length
 
 EvalFn = Callable[[int], list[dict[str, Any]]]
 
@@ -140,7 +140,7 @@ def train_stage(
 ) -> StageResult:
     """Train ``model`` in place with ``spec.method`` on multiple-choice ``docs`` (relabelled by the method)."""
     method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
-    items = encode_items(tokenizer, method.relabel(docs, seed), _max_length(model))
+    items = encode_items(tokenizer, method.relabel(docs, seed), resolve_max_length(model.config, tokenizer))
     return train_items(
         model, items, method, spec, pad_id=tokenizer.pad_token_id, seed=seed, accelerator=accelerator,
         evaluate=evaluate, checkpoint_dir=checkpoint_dir, desc=desc,
@@ -176,71 +176,107 @@ def train_items(
         raise ValueError(f"{desc}: method {method.name} needs retain items and none were given")
     if method.needs_reference:
         method.attach_reference(copy.deepcopy(model))
-    n_steps = total_steps(len(items), spec, accelerator.num_processes)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=spec.warmup_steps, num_training_steps=n_steps)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-
-    result = StageResult(steps=0)
-    _seed_everything(seed)
-    saved = _checkpoint_folder(checkpoint_dir) if checkpoint_dir is not None else None
-    if saved is not None:
-        result = _load_checkpoint(saved, accelerator.unwrap_model(wrapped), optimizer, scheduler)
-    if evaluate is not None and result.steps == 0 and spec.eval_every:
-        result.trajectory.extend(evaluate(0))
-
-    stream = micro_batches(len(items), spec, seed, accelerator.process_index, accelerator.num_processes, shuffle)
-    retain_stream = None
-    if method.needs_retain:
-        retain_stream = micro_batches(len(retain_items), spec, seed + 1, accelerator.process_index, accelerator.num_processes)
-    for _ in range(result.steps * spec.grad_accum):  # replay the order up to the resume point
-        next(stream)
-        if retain_stream is not None:
-            next(retain_stream)
-    bar = tqdm(total=n_steps, initial=result.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
-    wrapped.train()
-    while result.steps < n_steps:
+    loop = _Loop(model, items, method, spec, pad_id, seed, accelerator, checkpoint_dir, desc, retain_items)
+    if evaluate is not None and loop.result.steps == 0 and spec.eval_every:
+        loop.result.trajectory.extend(evaluate(0))
+    loop.start_streams(shuffle)
+    while loop.result.steps < loop.n_steps:
         with deferred():  # a SIGTERM waits for the end of this step (and its evaluation), then checkpoints
-            step_loss = 0.0
-            for _ in range(spec.grad_accum):
-                batch = collate([items[i] for i in next(stream)], spec.loss, pad_id)
-                retain = collate([retain_items[i] for i in next(retain_stream)], spec.loss, pad_id) if retain_stream else None
-                loss = method.loss(wrapped, batch, retain) / spec.grad_accum
-                if not torch.isfinite(loss):
-                    raise DivergenceError(f"{desc}: loss became {loss.item()} at step {result.steps + 1}")
-                accelerator.backward(loss)
-                step_loss += loss.item()
-            if spec.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(params, spec.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            result.steps += 1
-            if accelerator.num_processes > 1:  # log the loss of the global batch, not of rank 0's share
-                step_loss = accelerator.reduce(torch.tensor([step_loss]), reduction="mean").item()
-            result.losses.append(step_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}")
-            if evaluate is not None and spec.eval_every and (result.steps % spec.eval_every == 0 or result.steps == n_steps):
-                result.trajectory.extend(evaluate(result.steps))
-                wrapped.train()
-            if checkpoint_dir is not None and spec.checkpoint_every and result.steps % spec.checkpoint_every == 0:
-                _check_finite(accelerator.unwrap_model(wrapped), desc, result.steps)
-                _save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, result)
+            loop.step()
+            if evaluate is not None and loop.evaluation_due():
+                loop.result.trajectory.extend(evaluate(loop.result.steps))
+                loop.wrapped.train()
+            if loop.checkpoint_due():
+                loop.checkpoint()
         signum = _agreed_interruption(accelerator)
         if signum is not None:
-            bar.close()
+            loop.bar.close()
             if checkpoint_dir is not None:
-                _check_finite(accelerator.unwrap_model(wrapped), desc, result.steps)
-                _save_checkpoint(checkpoint_dir, accelerator, wrapped, optimizer, scheduler, result)
+                loop.checkpoint()
             raise Interrupted(signum)
-    bar.close()
-    model = accelerator.unwrap_model(wrapped)
-    _check_finite(model, desc, result.steps)
-    model.eval()
-    accelerator.free_memory()
-    return result
+    return loop.finish()
+
+
+class _Loop:
+    """One training stage in progress: the prepared model and optimiser, the data streams, the result so far."""
+
+    def __init__(
+        self, model: torch.nn.Module, items: Sequence[EncodedItem], method: Method, spec: OptimSpec, pad_id: int, seed: int,
+        accelerator: Accelerator, checkpoint_dir: Path | None, desc: str, retain_items: Sequence[EncodedItem] | None,
+    ) -> None:
+        self.items, self.method, self.spec, self.pad_id, self.seed = items, method, spec, pad_id, seed
+        self.accelerator, self.checkpoint_dir, self.desc, self.retain_items = accelerator, checkpoint_dir, desc, retain_items
+        self.n_steps = total_steps(len(items), spec, accelerator.num_processes)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=spec.lr, weight_decay=spec.weight_decay)
+        self.scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=spec.warmup_steps, num_training_steps=self.n_steps)
+        self.wrapped, self.optimizer = accelerator.prepare(model, optimizer)
+        self.result = StageResult(steps=0)
+        _seed_everything(seed)
+        saved = _checkpoint_folder(checkpoint_dir) if checkpoint_dir is not None else None
+        if saved is not None:
+            self.result = _load_checkpoint(saved, accelerator.unwrap_model(self.wrapped), self.optimizer, self.scheduler)
+
+    def start_streams(self, shuffle: bool) -> None:
+        """This rank's item order (and the retain order), replayed up to the resume point; the progress bar."""
+        rank, world, spec = self.accelerator.process_index, self.accelerator.num_processes, self.spec
+        self.stream = micro_batches(len(self.items), spec, self.seed, rank, world, shuffle)
+        self.retain_stream = None
+        if self.method.needs_retain:
+            self.retain_stream = micro_batches(len(self.retain_items), spec, self.seed + 1, rank, world)
+        for _ in range(self.result.steps * spec.grad_accum):
+            next(self.stream)
+            if self.retain_stream is not None:
+                next(self.retain_stream)
+        self.bar = tqdm(total=self.n_steps, initial=self.result.steps, desc=self.desc,
+                        disable=not self.accelerator.is_main_process, dynamic_ncols=True)
+        self.wrapped.train()
+
+    def step(self) -> None:
+        """One optimizer step (``grad_accum`` micro-batches); a non-finite loss is a DivergenceError."""
+        spec, accelerator = self.spec, self.accelerator
+        step_loss = 0.0
+        for _ in range(spec.grad_accum):
+            batch = collate([self.items[i] for i in next(self.stream)], spec.loss, self.pad_id)
+            retain = None
+            if self.retain_stream is not None:
+                retain = collate([self.retain_items[i] for i in next(self.retain_stream)], spec.loss, self.pad_id)
+            loss = self.method.loss(self.wrapped, batch, retain) / spec.grad_accum
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"{self.desc}: loss became {loss.item()} at step {self.result.steps + 1}")
+            accelerator.backward(loss)
+            step_loss += loss.item()
+        if spec.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(self.params, spec.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.result.steps += 1
+        if accelerator.num_processes > 1:  # log the loss of the global batch, not of rank 0's share
+            step_loss = accelerator.reduce(torch.tensor([step_loss]), reduction="mean").item()
+        self.result.losses.append(step_loss)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{step_loss:.4f}")
+
+    def evaluation_due(self) -> bool:
+        every, steps = self.spec.eval_every, self.result.steps
+        return bool(every) and (steps % every == 0 or steps == self.n_steps)
+
+    def checkpoint_due(self) -> bool:
+        every = self.spec.checkpoint_every
+        return self.checkpoint_dir is not None and bool(every) and self.result.steps % every == 0
+
+    def checkpoint(self) -> None:
+        _check_finite(self.accelerator.unwrap_model(self.wrapped), self.desc, self.result.steps)
+        _save_checkpoint(self.checkpoint_dir, self.accelerator, self.wrapped, self.optimizer, self.scheduler, self.result)
+
+    def finish(self) -> StageResult:
+        self.bar.close()
+        model = self.accelerator.unwrap_model(self.wrapped)
+        _check_finite(model, self.desc, self.result.steps)
+        model.eval()
+        self.accelerator.free_memory()
+        return self.result
 
 
 def _agreed_interruption(accelerator: Accelerator) -> int | None:
@@ -252,10 +288,6 @@ def _agreed_interruption(accelerator: Accelerator) -> int | None:
     flag = accelerator.reduce(torch.tensor([float(signum or 0)]), reduction="sum").item()
     return signum or (int(signal.SIGTERM) if flag else None)
 
-
-def _max_length(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None)
-    return int(getattr(config, "max_position_embeddings", 2048) or 2048)
 
 
 def _check_finite(model: torch.nn.Module, desc: str, step: int) -> None:

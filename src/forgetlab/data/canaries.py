@@ -36,7 +36,8 @@ import math
 import random
 import string
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -44,7 +45,6 @@ from pydantic import Field, field_validator
 from forgetlab.config import Spec
 from forgetlab.data.corpus import Pair
 
-Kind = Literal["ood", "id"]
 ALPHANUMERIC = string.ascii_letters + string.digits
 
 
@@ -73,12 +73,25 @@ class CanarySpec(Spec):
         return value
 
 
+class GroupKind(StrEnum):
+    """What a forget group holds: ``ood`` canaries (random secrets) or ``id`` pairs of the corpus itself."""
+
+    OOD = "ood"
+    ID = "id"
+
+    @property
+    def has_references(self) -> bool:
+        """Canaries have a candidate space of never-inserted secrets of the same format (the references), so
+        exposure ranks them there; corpus pairs have none (their relative exposure ranks among test pairs)."""
+        return self is GroupKind.OOD
+
+
 class GroupSpec(Spec):
     """The forget groups: one per (kind, repetition count), ``per_group`` items each (paper: 512)."""
 
     repetitions: list[int] = Field(default_factory=lambda: [1, 10, 100])
     per_group: int = Field(512, ge=1)
-    kinds: list[Kind] = Field(default_factory=lambda: ["ood", "id"])
+    kinds: list[GroupKind] = Field(default_factory=lambda: [GroupKind.OOD, GroupKind.ID])
 
     @field_validator("repetitions")
     @classmethod
@@ -89,7 +102,7 @@ class GroupSpec(Spec):
 
     @field_validator("kinds")
     @classmethod
-    def _kinds(cls, value: list[str]) -> list[str]:
+    def _kinds(cls, value: list[GroupKind]) -> list[GroupKind]:
         if not value or len(set(value)) != len(value):
             raise ValueError("kinds: 'ood' and/or 'id', each at most once")
         return value
@@ -99,7 +112,7 @@ class GroupSpec(Spec):
         return [group_name(kind, r) for kind in self.kinds for r in self.repetitions]
 
 
-def group_name(kind: str, repetitions: int) -> str:
+def group_name(kind: GroupKind, repetitions: int) -> str:
     return f"{kind}_x{repetitions}"
 
 
@@ -108,16 +121,17 @@ class ForgetGroup:
     """Items inserted ``repetitions`` times per epoch; ``kind`` is ood (canaries) or id (corpus pairs)."""
 
     name: str
-    kind: Kind
+    kind: GroupKind
     repetitions: int
     items: list[Pair]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "repetitions": self.repetitions, "items": [p.to_dict() for p in self.items]}
+        items = [p.to_dict() for p in self.items]
+        return {"name": self.name, "kind": self.kind.value, "repetitions": self.repetitions, "items": items}
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> "ForgetGroup":
-        return cls(row["name"], row["kind"], int(row["repetitions"]), [Pair.from_dict(p) for p in row["items"]])
+        return cls(row["name"], GroupKind(row["kind"]), int(row["repetitions"]), [Pair.from_dict(p) for p in row["items"]])
 
 
 @dataclass
@@ -162,7 +176,7 @@ def make_canaries(
     secrets = random_secrets(n_plain + n_spares, spec, rng)
     groups = [
         ForgetGroup(
-            group_name("ood", r), "ood", r,
+            group_name(GroupKind.OOD, r), GroupKind.OOD, r,
             [canary_pair(spec, f"canary-{r}-{i}", s) for i, s in enumerate(secrets[g * per_group : (g + 1) * per_group])],
         )
         for g, r in enumerate(repetitions)
@@ -182,7 +196,7 @@ def make_id_groups(pool: Sequence[Pair], repetitions: Sequence[int], per_group: 
     if len(pool) < need:
         raise ValueError(f"in-distribution forget sets need {need} held-out pairs, the pool has {len(pool)}")
     return [
-        ForgetGroup(group_name("id", r), "id", r, list(pool[g * per_group : (g + 1) * per_group]))
+        ForgetGroup(group_name(GroupKind.ID, r), GroupKind.ID, r, list(pool[g * per_group : (g + 1) * per_group]))
         for g, r in enumerate(repetitions)
     ]
 

@@ -80,6 +80,17 @@ class Method:
     needs_retain: ClassVar[bool] = False
     #: True for methods that compare against a frozen copy of the model before training.
     needs_reference: ClassVar[bool] = False
+    #: True for methods that relabel multiple-choice items (pick another of their choices), so they cannot
+    #: train on bare (prompt, target) items.
+    needs_choices: ClassVar[bool] = False
+    #: True for methods whose batches hold both continuations of every item (collated with ``loss: choice``).
+    pairwise: ClassVar[bool] = False
+    #: The ``loss`` modes the method works with; the constructor refuses the others.
+    supported_losses: ClassVar[tuple[LossMode, ...]] = ("answer", "full", "choice")
+    #: λ and kind (``nll`` or ``kl``) of the retain term of :func:`forgetlab.methods.grad_diff.retain_term`;
+    #: set per instance by :func:`~forgetlab.methods.grad_diff.configure_retain` (λ = 0: no retain term).
+    retain_weight: float = 0.0
+    retain_kind: str = "nll"
     #: True for methods that always train on a wrong answer: forgetting pushes accuracy towards 0 rather than
     #: chance, so the forget ratio uses the flipped formula (:func:`forgetlab.metrics.forgetting.forget_ratio`).
     flips_labels: ClassVar[bool] = False
@@ -87,6 +98,9 @@ class Method:
     def __init__(self, loss: LossMode = "answer", reduction: Literal["mean", "sum"] = "mean", **options: Any) -> None:
         if options:
             raise ValueError(f"method {self.name}: unknown options {sorted(options)}")
+        if loss not in self.supported_losses:
+            supported = " or ".join(self.supported_losses)
+            raise ValueError(f"method {self.name}: loss {loss!r} is not supported; use loss: {supported}")
         self.loss_mode = loss
         self.reduction = reduction
         self.reference: torch.nn.Module | None = None
@@ -103,6 +117,11 @@ class Method:
     def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:
         """The items with the labels this method trains on (identity by default)."""
         return list(docs)
+
+    def pair_targets(self, item_id: str, target: str, seed: int) -> tuple[list[str], int]:
+        """The continuations to train on for one (prompt, target) item, and the index of the gold one
+        (the target itself by default; refusals or preference pairs for the methods that rewrite it)."""
+        return [target], 0
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
         """The scalar to minimise on one batch (``retain`` is given to methods that need it)."""

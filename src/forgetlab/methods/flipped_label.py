@@ -13,6 +13,7 @@ class FlippedLabel(Method):
     """Fine-tune on a wrong option: the other one for binary items, a seeded random wrong one otherwise."""
 
     name = "flipped_label"
+    needs_choices = True
     flips_labels = True
 
     def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:

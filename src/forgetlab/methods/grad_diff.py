@@ -62,7 +62,7 @@ def kl_to_reference(model: torch.nn.Module, reference: torch.nn.Module, batch: B
 
 def retain_term(method: Method, model: torch.nn.Module, retain: Batch | None) -> torch.Tensor:
     """``λ · R(retain)`` for a method set up by :func:`configure_retain` (0 when λ = 0)."""
-    weight = getattr(method, "retain_weight", 0.0)
+    weight = method.retain_weight
     if weight == 0:
         return torch.zeros((), device=next(model.parameters()).device)
     if retain is None:
@@ -81,12 +81,11 @@ class GradDiff(Method):
     name = "grad_diff"
     ascent = True
     needs_retain = True
+    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, retain_weight: float = 1.0,
                  retain_loss: RetainLoss = "nll", **options: Any) -> None:
         super().__init__(loss, reduction, **options)
-        if loss == "choice":
-            raise ValueError("method grad_diff: the 'choice' loss is not supported (use answer or full)")
         configure_retain(self, retain_weight, retain_loss)
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:

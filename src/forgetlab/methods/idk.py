@@ -55,17 +55,16 @@ class IDK(RefusalMixin, Method):
 
     name = "idk"
     needs_retain = True
+    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, refusals: Sequence[str] | None = None,
                  retain_weight: float = 1.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
         super().__init__(loss, reduction, **options)
-        if loss == "choice":
-            raise ValueError("method idk: the 'choice' loss is not supported (use answer or full)")
         self._set_refusals(refusals)
         configure_retain(self, retain_weight, retain_loss)
 
     def pair_targets(self, item_id: str, target: str, seed: int) -> tuple[list[str], int]:
-        """The continuations to train on for one (prompt, target) item, and the index of the gold one."""
+        """The refusal that replaces the target (the only continuation, so the gold one)."""
         return [pick_refusal(self.refusals, seed, item_id, target)], 0
 
     def relabel(self, docs: Sequence[MCDoc], seed: int) -> list[MCDoc]:

@@ -52,15 +52,13 @@ class IDKDPO(RefusalMixin, Method):
     name = "idk_dpo"
     needs_reference = True
     needs_retain = True
-    #: batches must hold both continuations of every item (collate with the ``choice`` mode)
     pairwise = True
+    supported_losses = ("choice",)
 
     def __init__(self, loss: str = "choice", reduction: str = "mean", *, beta: float = 0.1,
                  refusals: Sequence[str] | None = None, retain_weight: float = 1.0,
                  retain_loss: RetainLoss = "nll", **options: Any) -> None:
         super().__init__(loss, reduction, **options)
-        if loss != "choice":
-            raise ValueError("method idk_dpo compares two continuations per item and needs loss: choice")
         if beta <= 0:
             raise ValueError(f"method idk_dpo: beta must be > 0, got {beta}")
         self.beta = float(beta)

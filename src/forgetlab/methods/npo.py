@@ -43,14 +43,13 @@ class NPO(Method):
     name = "npo"
     ascent = True
     needs_reference = True
+    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, beta: float = 0.1,
                  retain_weight: float = 0.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         if beta <= 0:
             raise ValueError(f"method npo: beta must be > 0, got {beta}")
-        if loss == "choice":
-            raise ValueError("method npo: the 'choice' loss is not supported (use answer or full)")
         self.beta = float(beta)
         configure_retain(self, retain_weight, retain_loss)
 

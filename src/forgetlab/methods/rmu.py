@@ -86,12 +86,11 @@ class RMU(Method):
     name = "rmu"
     needs_retain = True
     needs_reference = True
+    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, layer: int = 7, steering_coeff: float = 6.5,
                  alpha: float = 100.0, seed: int = 0, **options: Any) -> None:
         super().__init__(loss, reduction, **options)
-        if loss == "choice":
-            raise ValueError("method rmu: the 'choice' loss is not supported (use answer or full)")
         if layer < 0 or alpha < 0:
             raise ValueError(f"method rmu: layer and alpha must be >= 0, got layer={layer}, alpha={alpha}")
         self.layer, self.steering_coeff, self.alpha, self.seed = int(layer), float(steering_coeff), float(alpha), int(seed)

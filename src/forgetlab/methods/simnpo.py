@@ -32,14 +32,13 @@ class SimNPO(Method):
 
     name = "simnpo"
     ascent = True
+    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, beta: float = 2.5, gamma: float = 0.0,
                  retain_weight: float = 0.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         if beta <= 0:
             raise ValueError(f"method simnpo: beta must be > 0, got {beta}")
-        if loss == "choice":
-            raise ValueError("method simnpo: the 'choice' loss is not supported (use answer or full)")
         self.beta, self.gamma = float(beta), float(gamma)
         configure_retain(self, retain_weight, retain_loss)
 

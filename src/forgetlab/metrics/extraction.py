@@ -9,8 +9,9 @@
   mismatch.
 
 Greedy decoding reproduces the target iff every teacher-forced argmax is the target token, so in
-exact arithmetic ``verbatim == (exact memorization == 1)``; :func:`greedy_continuations` really
-generates (with a KV cache and left padding) so the reported match is what a user would extract.
+exact arithmetic ``verbatim == (exact memorization == 1)``; the experiment really
+generates (:func:`forgetlab.scoring.greedy_generate`: a KV cache and left padding) so the reported match
+is what a user would extract.
 Targets are compared as token ids, tokenised like the scoring engine (``encode_pair``).
 """
 
@@ -19,8 +20,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
-from transformers import GenerationConfig
 
 
 def exact_memorization(greedy: Sequence[np.ndarray]) -> np.ndarray:
@@ -51,39 +50,3 @@ def prefix_match(generated: Sequence[Sequence[int]], targets: Sequence[Sequence[
             n += 1
         out.append(n / len(t))
     return np.asarray(out)
-
-
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model
-
-
-@torch.no_grad()
-def greedy_continuations(model: torch.nn.Module, contexts: Sequence[Sequence[int]], lengths: Sequence[int], *,
-                         pad_id: int, batch_size: int = 16) -> list[list[int]]:
-    """Greedy continuation of each context, ``lengths[i]`` new tokens (fewer if the model emits EOS).
-
-    Plain greedy decoding (no sampling, no penalties; EOS ends a row early), contexts left-padded in
-    batches; the model's train/eval mode is restored afterwards.
-    """
-    model = _unwrapped(model)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[list[int]] = []
-    try:
-        for start in range(0, len(contexts), batch_size):
-            chunk, wanted = contexts[start : start + batch_size], lengths[start : start + batch_size]
-            width = max(len(c) for c in chunk)
-            ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
-            config = GenerationConfig(
-                max_new_tokens=max(wanted), do_sample=False, num_beams=1, pad_token_id=pad_id,
-                eos_token_id=getattr(model.config, "eos_token_id", None),
-            )  # plain greedy: none of the checkpoint's own generation settings (repetition penalty, ...)
-            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-            out.extend(row[:n] for row, n in zip(generated[:, width:].tolist(), wanted))
-    finally:
-        model.train(was_training)
-    return out

@@ -18,9 +18,8 @@ import math
 from typing import Any, Sequence
 
 import sacrebleu
-import torch
 
-from forgetlab.scoring import ScoredRequest, encode_pair
+from forgetlab.scoring import ScoredRequest, encode_pair, greedy_generate
 
 
 def heldout_loss(scores: Sequence[ScoredRequest]) -> dict[str, float]:
@@ -58,43 +57,13 @@ def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return sum(normalize(h) == normalize(r) for h, r in zip(hypotheses, references)) / len(hypotheses)
 
 
-def _unwrapped(model: Any) -> Any:
-    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model
-
-
-@torch.inference_mode()
-def greedy_generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 48,
-    batch_size: int = 32,
-) -> list[str]:
-    """Greedy continuations of each prompt (left-padded batches), cut at the first newline and stripped."""
-    model = _unwrapped(model)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+def greedy_translations(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int = 48, batch_size: int = 32) -> list[str]:
+    """Greedy continuations of each prompt (:func:`forgetlab.scoring.greedy_generate`, stopping at the
+    tokenizer's EOS), decoded, cut at the first newline and stripped."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     contexts = [encode_pair(tokenizer, p, "x")[0] for p in prompts]
-    outputs: list[str] = []
-    for start in range(0, len(contexts), batch_size):
-        chunk = contexts[start : start + batch_size]
-        width = max(len(c) for c in chunk)
-        ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
-        generated = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-        )
-        for row in generated[:, width:].tolist():
-            text = tokenizer.decode(row, skip_special_tokens=True)
-            outputs.append(text.split("\n", 1)[0].strip())
-    model.train(was_training)
-    return outputs
+    rows = greedy_generate(model, contexts, max_new_tokens, pad_id=pad, eos_id=tokenizer.eos_token_id, batch_size=batch_size)
+    return [tokenizer.decode(row, skip_special_tokens=True).split("\n", 1)[0].strip() for row in rows]
 
 
 def translation_quality(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:

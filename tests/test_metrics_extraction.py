@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from forgetlab.metrics.extraction import exact_memorization, greedy_continuations, prefix_match, verbatim_match
+from forgetlab.metrics.extraction import exact_memorization, prefix_match, verbatim_match
+from forgetlab.scoring import greedy_generate
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,7 +45,7 @@ def test_generation_is_plain_greedy_and_agrees_with_teacher_forcing(tiny):
     model.eval()
     contexts = [[257, 72, 101, 108], [257, 40], [257, 1, 2, 3, 4, 5, 6]]
     lengths = [5, 3, 4]
-    generated = greedy_continuations(model, contexts, lengths, pad_id=tokenizer.pad_token_id, batch_size=2)
+    generated = greedy_generate(model, contexts, lengths, pad_id=tokenizer.pad_token_id, eos_id=model.config.eos_token_id, batch_size=2)
     assert generated == [_manual_greedy(model, c, n) for c, n in zip(contexts, lengths)]
     assert not model.training
 

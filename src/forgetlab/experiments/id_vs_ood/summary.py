@@ -1,45 +1,28 @@
 """Study B's headline numbers from the finished stages: ``summary.json`` and the paper's findings.
 
-Pure functions of the stage payloads of :mod:`forgetlab.experiments.id_vs_ood` (no models, no clock),
-so the same stages always give the same summary.
+Pure functions of the stage payloads of an ``id_vs_ood`` run (no models, no clock), so the same stages
+always give the same summary.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from forgetlab.data.canaries import ForgetGroup
+from forgetlab.data.canaries import ForgetGroup, GroupKind, group_name
+from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
+from forgetlab.experiments.id_vs_ood.data import IdVsOodData
+from forgetlab.experiments.id_vs_ood.jobs import TERCILE_LABELS, Job, item_factors
+from forgetlab.experiments.id_vs_ood.stopping import Criterion, unseen_exposure
 from forgetlab.metrics.exposure import LOG2_E, Convention, expected_unseen_exposure, exposure_rank, fit_skewnorm
-from forgetlab.metrics.memorization import difficulty, difficulty_terciles, memorization, memorization_terciles
 from forgetlab.metrics.stats import bootstrap_ci
-
-if TYPE_CHECKING:
-    from forgetlab.experiments.id_vs_ood import IdVsOodConfig, Job, StudyData
 
 TRAINING_KEYS = ("steps", "items", "forget_items", "stand_in_items", "tokens", "target_tokens")
 
 
-def bucket_order(factor: str) -> tuple[str, ...]:
-    """Tercile labels of a factor, lowest first."""
-    return ("easy", "medium", "hard") if factor == "difficulty" else ("low", "medium", "high")
-
-
-def item_factors(scores: dict[str, Any], name: str) -> dict[str, Any]:
-    """Per item of a group: log-likelihoods, memorization, difficulty and their terciles."""
-    ll_o = np.asarray(scores["original"]["groups"][name][0])
-    ll_r, n = (np.asarray(v) for v in scores["reference"]["groups"][name])
-    mem, diff = memorization(ll_o, ll_r), difficulty(ll_r, n)
-    return {
-        "ll_original": ll_o.tolist(), "ll_reference": ll_r.tolist(), "n_tokens": n.astype(int).tolist(),
-        "memorization": mem.tolist(), "difficulty": diff.tolist(),
-        "memorization_bucket": memorization_terciles(mem), "difficulty_bucket": difficulty_terciles(diff),
-    }
-
-
 def summarize(
-    config: IdVsOodConfig, run_id: str, data: StudyData, training: dict[str, dict[str, Any]], baseline: dict[str, Any],
+    config: IdVsOodConfig, run_id: str, data: IdVsOodData, training: dict[str, dict[str, Any]], baseline: dict[str, Any],
     jobs: Sequence[Job], results: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The run's headline numbers: per group steps to unlearn, utility, exposure/GenEx before and after, findings.
@@ -83,9 +66,7 @@ def exposure_baselines(
         "theory_log2e": LOG2_E, "expected_finite_n": expected_unseen_exposure(n_references, convention)
     }
     for role in ("original", "reference"):
-        unseen = np.asarray(scores[role]["unseen"][0])
-        refs = -np.asarray(scores[role]["references"][0])
-        out[f"unseen_{role}"] = float(exposure_rank(-unseen, refs, convention).mean()) if unseen.size else None
+        out[f"unseen_{role}"] = unseen_exposure(scores[role], convention)
     return out
 
 
@@ -114,7 +95,7 @@ def group_before(group: ForgetGroup, scores: dict[str, Any], convention: Convent
         "ll_original_mean": float(np.mean(factors["ll_original"])), "ll_reference_mean": float(np.mean(factors["ll_reference"])),
         "memorization_mean": float(np.mean(factors["memorization"])), "difficulty_mean": float(np.mean(factors["difficulty"])),
     }
-    if group.kind == "ood":
+    if group.kind.has_references:
         for role in ("original", "reference"):
             refs = -np.asarray(scores[role]["references"][0])
             logppl = -np.asarray(scores[role]["groups"][group.name][0])
@@ -160,7 +141,7 @@ def job_summary(job: Job, payload: dict[str, Any]) -> dict[str, Any]:
         "relexp_rank_before": first["forget"]["relexp_rank_mean"], "relexp_rank_after": last["forget"]["relexp_rank_mean"],
         "relexp_change_after": last["forget"]["relexp_change_mean"], "nearby": payload["nearby"],
     }
-    if job.kind == "ood":
+    if job.kind.has_references:
         for label, entry in (("before", first), ("after", last)):
             out[f"exposure_{label}"] = {
                 "mean": entry["forget"]["exposure_mean"], "extrapolated_mean": entry["forget"].get("exposure_extrapolated_mean"),
@@ -192,12 +173,12 @@ def compare_ood_id(ood: dict[str, Any], idd: dict[str, Any]) -> dict[str, Any]:
     * faster utility decay: held-out loss gained per step over the steps both runs have is higher for ID.
     """
     payloads = {"ood": ood, "id": idd}
-    steps = {name: p["first_met"]["genex_zero"] for name, p in payloads.items()}
+    steps = {name: p["first_met"][Criterion.GENEX_ZERO] for name, p in payloads.items()}
+    ood_steps_exposure = ood["first_met"].get(Criterion.EXPOSURE_BASELINE)
     out: dict[str, Any] = {
-        "ood_steps_genex": steps["ood"], "id_steps_genex": steps["id"],
-        "ood_steps_exposure": ood["first_met"].get("exposure_baseline"),
+        "ood_steps_genex": steps["ood"], "id_steps_genex": steps["id"], "ood_steps_exposure": ood_steps_exposure,
         "ood_needs_more_steps": _later(steps["ood"], steps["id"]),
-        "ood_needs_more_steps_exposure_vs_genex": _later(ood["first_met"].get("exposure_baseline"), steps["id"]),
+        "ood_needs_more_steps_exposure_vs_genex": _later(ood_steps_exposure, steps["id"]),
     }
     cost = {}
     for name, payload in payloads.items():
@@ -225,19 +206,20 @@ def findings(
     key_of = {(v["kind"], v["repetitions"]): k for k, v in main.items() if v["batch_size"] == size and v["status"] == "ok"}
     out: dict[str, Any] = {}
     reps = sorted(config.groups.repetitions)
-    ood_exposure = {r: before[f"ood_x{r}"]["exposure_original"] for r in reps if f"ood_x{r}" in before}
+    canaries = {r: group_name(GroupKind.OOD, r) for r in reps}
+    ood_exposure = {r: before[name]["exposure_original"] for r, name in canaries.items() if name in before}
     if ood_exposure:
         ordered = list(ood_exposure.values())
         out["exposure_before_by_repetitions"] = {str(r): v for r, v in ood_exposure.items()}
         out["exposure_rises_with_repetitions"] = all(b >= a for a, b in zip(ordered, ordered[1:]))
         out["exposure_most_minus_least_repeated"] = ordered[-1] - ordered[0]
     ok = {k: v for k, v in main.items() if v["status"] == "ok"}
-    ood = {k: v for k, v in ok.items() if v["kind"] == "ood"}
-    out["exposure_fell"] = {k: v["exposure_after"]["mean"] < v["exposure_before"]["mean"] for k, v in ood.items()}
+    exposed = {k: v for k, v in ok.items() if v["kind"].has_references}
+    out["exposure_fell"] = {k: v["exposure_after"]["mean"] < v["exposure_before"]["mean"] for k, v in exposed.items()}
     out["genex_fell"] = {k: v["genex_after"]["mean"] < v["genex_before"]["mean"] for k, v in ok.items()}
     per_rep = {
-        str(r): compare_ood_id(results[key_of[("ood", r)]], results[key_of[("id", r)]])
-        for r in config.groups.repetitions if ("ood", r) in key_of and ("id", r) in key_of
+        str(r): compare_ood_id(results[key_of[(GroupKind.OOD, r)]], results[key_of[(GroupKind.ID, r)]])
+        for r in config.groups.repetitions if (GroupKind.OOD, r) in key_of and (GroupKind.ID, r) in key_of
     }
     out["ood_vs_id"] = per_rep
     claims = ("ood_needs_more_steps", "ood_needs_more_steps_exposure_vs_genex", "ood_better_tradeoff", "id_decays_utility_faster")
@@ -263,7 +245,8 @@ def bucket_findings(buckets: dict[str, Any]) -> dict[str, Any]:
             "loss_per_nat_genex_removed": cost,
         }
     for name, labels in table.items():
-        low, high = ("easy", "hard") if name.endswith("difficulty") else ("low", "high")
+        order = TERCILE_LABELS[name.rsplit("/", 1)[1]]
+        low, high = order[0], order[-1]
         if low in labels and high in labels:
             labels[f"{high}_hurts_utility_more"] = labels[high]["utility_lost_loss"] > labels[low]["utility_lost_loss"]
             costs = labels[high]["loss_per_nat_genex_removed"], labels[low]["loss_per_nat_genex_removed"]

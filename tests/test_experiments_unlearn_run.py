@@ -1,4 +1,5 @@
-"""The generic ``unlearn`` experiment on a tiny random model: config, data sources, runs, selection, resume."""
+"""The ``unlearn`` runner and experiment (experiments/unlearn/run.py) on a tiny random model: validation, runs,
+selection, every method, trainable parameters, resume."""
 
 import copy
 import json
@@ -9,126 +10,41 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 import forgetlab.train as train
-from forgetlab.config import ConfigError
 from forgetlab.experiments import build_config
 from forgetlab.experiments import EXPERIMENTS, run_experiment
-from forgetlab.experiments.unlearn import Evaluator, Selection, UnlearnRunner, build_sets, metric_names
+from forgetlab.experiments.unlearn import (
+    Evaluator, ForgetMethodSpec, Selection, UnlearnRunner, build_method, metric_names, restrict_trainable, sets_from_stage,
+    trainable_pattern,
+)
 from forgetlab.store import RunStore, read_jsonl
-
-COLOURS = ("red", "blue", "green", "tall", "small", "old")
-TEXTS = [f"Item {i}: the {COLOURS[i % 6]} fox number {i * 7} jumps over {i % 5} logs." for i in range(80)]
+from tests.conftest import unlearn_raw_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def raw_config(method="gradient_ascent", **forget):
-    return {
-        "experiment": "unlearn",
-        "name": "tiny",
-        "cpu_threads": 1,
-        "model": {"name": "tiny-llama"},
-        "sources": {"texts": {"kind": "inline", "items": TEXTS, "prompt_words": 3}},
-        "sets": {
-            "forget": {"source": "texts", "size": 8},
-            "holdout": {"source": "texts", "size": 8},
-            "retain": {"source": "texts", "size": 8},
-            "utility": {"source": "texts", "size": 6},
-        },
-        "forget": {"method": method, "lr": 3e-3, "max_steps": 2, "batch_size": 4, "eval_every": 2, **forget},
-        "eval": {"batch_size": 16},
-        "mia": {"bootstrap": 50},
-    }
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def test_config_errors_name_the_field():
+def test_validation_errors_name_the_field():
     with pytest.raises(ValueError, match="forget.options.*unknown options"):
-        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("npo", options={"betta": 1})))
-    assert build_config(raw_config("idk_dpo")).forget.loss == "choice"  # pairwise methods collate both rows
-    assert build_config(raw_config("npo", options={"beta": 0.5})).forget.options == {"beta": 0.5}
-    raw = raw_config()
-    raw["sets"]["retain"]["source"] = "nope"
-    with pytest.raises(ConfigError, match="sets.retain.source: unknown source 'nope'"):
-        build_config(raw)
-    raw = raw_config("grad_diff")
+        EXPERIMENTS.get("unlearn").validate(build_config(unlearn_raw_config("npo", options={"betta": 1})))
+    raw = unlearn_raw_config("grad_diff")
     del raw["sets"]["retain"]
     with pytest.raises(ValueError, match="sets.retain: method grad_diff needs a retain set"):
         EXPERIMENTS.get("unlearn").validate(build_config(raw))
     with pytest.raises(ValueError, match="relabels multiple-choice"):
-        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("random_label")))
-    raw = raw_config()
+        EXPERIMENTS.get("unlearn").validate(build_config(unlearn_raw_config("random_label")))
+    raw = unlearn_raw_config()
     raw["select"] = {"objective": "mia/loss_auc_gapp"}
     with pytest.raises(ValueError, match="unknown metric 'mia/loss_auc_gapp'.*mia/loss_auc_gap"):
         EXPERIMENTS.get("unlearn").validate(build_config(raw))
     with pytest.raises(KeyError, match="forget.method"):
-        EXPERIMENTS.get("unlearn").validate(build_config(raw_config("nope")))
-
-
-def test_metric_names_follow_the_config():
-    names = metric_names(build_config(raw_config()))
-    assert {"forget/loss", "forget/token_acc", "forget/verbatim", "utility/loss", "retain/loss", "holdout/loss"} <= set(names)
-    assert {"mia/min_k_pp_auc", "mia/ref_tpr_1pct", "mia/zlib_auc_ci_low", "mia/loss_auc_gap"} <= set(names)
-    raw = raw_config()
-    del raw["sets"]["holdout"]
-    raw["mia"] = {"bootstrap": 0}
-    raw["select"] = {"objective": "forget/loss", "mode": "max"}
-    assert not any(n.startswith("mia/") for n in metric_names(build_config(raw)))
-
-
-# --------------------------------------------------------------------------- data sources
-
-
-def test_sets_are_disjoint_seeded_slices_of_any_source(tmp_path):
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"Q{i}:", "target": f" A{i}"}) + "\n" for i in range(20)))
-    texts = tmp_path / "texts.csv"
-    texts.write_text("text\n" + "".join(f"\"word{i} two three four\"\n" for i in range(12)) + "short\n")
-    raw = raw_config()
-    raw["sources"] = {
-        "pairs": {"kind": "file", "path": str(pairs)},
-        "texts": {"kind": "file", "path": str(texts), "prompt_words": 2},
-        "task": {"kind": "task", "task": "synth_compare", "source": "synthetic"},
-        "corpus": {
-            "kind": "corpus",
-            "corpus": {"name": "synthetic_translation", "synthetic_sizes": {"train": 50, "validation": 10, "test": 10}},
-        },
-    }
-    raw["sets"] = {
-        "forget": {"source": "pairs", "size": 10},
-        "holdout": {"source": "pairs", "size": 10},
-        "retain": {"source": "task", "size": 5},
-        "utility": {"source": "texts", "size": 12},
-    }
-    sets = build_sets(build_config(raw))
-    assert {name: len(items) for name, items in sets.items()} == {"forget": 10, "holdout": 10, "retain": 5, "utility": 12}
-    assert not {i.item_id for i in sets["forget"]} & {i.item_id for i in sets["holdout"]}
-    assert {i.prompt for i in sets["forget"] + sets["holdout"]} == {f"Q{i}:" for i in range(20)}
-    assert all(i.prompt.startswith("Question: Which number is larger") and i.target.startswith(" ") for i in sets["retain"])
-    assert all(len(i.prompt.split()) == 2 and i.target == " three four" for i in sets["utility"])  # "short" is dropped
-    assert build_sets(build_config(raw)) == sets  # seeded
-    raw["seed"] = 1
-    assert build_sets(build_config(raw))["forget"] != sets["forget"]
-    raw["sets"]["utility"] = {"source": "corpus", "size": 4}
-    corpus_items = build_sets(build_config(raw))["utility"]
-    assert all(i.prompt.startswith("translate German to English:") for i in corpus_items)
-    raw["sets"]["holdout"]["size"] = 11
-    with pytest.raises(ValueError, match="sets.holdout: source 'pairs' has only 10 unused items left, 11 needed"):
-        build_sets(build_config(raw))
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"question": "x"}) + "\n")
-    raw["sources"]["pairs"] = {"kind": "file", "path": str(bad)}
-    with pytest.raises(ValueError, match="bad.jsonl line 1: expected fields 'prompt' and 'target', or 'text'"):
-        build_sets(build_config(raw))
+        EXPERIMENTS.get("unlearn").validate(build_config(unlearn_raw_config("nope")))
 
 
 # --------------------------------------------------------------------------- runs
 
 
 def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path):
-    raw = raw_config(max_steps=4, eval_every=1, lr=5e-4)
+    raw = unlearn_raw_config(max_steps=4, eval_every=1, lr=5e-4)
     raw["learn"] = {"lr": 1e-2, "max_steps": 3, "batch_size": 8}
     raw["select"] = {"objective": "forget/loss", "mode": "max", "constraints": [{"metric": "utility/loss", "max_rel": 1.04}]}
     config = build_config(raw)
@@ -161,13 +77,13 @@ def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path)
     assert weights.name == f"selected-step{best['step']}.safetensors"
     assert len(list(weights.parent.glob("selected-step*.safetensors"))) == 1
     runner = UnlearnRunner(config, run, Accelerator(cpu=True))
-    runner._load(learned=False)
+    runner.load(learned=False)
     runner.model.load_state_dict(load_file(str(weights)))
     runner.model.eval()
-    sets = {name: runner._eval_set(items, 1024) for name, items in _sets(run).items()}
+    sets = {name: runner.eval_set(items, 1024) for name, items in sets_from_stage(run.stage("data")).items()}
     selection = Selection(config.select, tmp_path / "scratch.json")
     selection.state["start_losses"] = json.loads((run.dir / "stages" / "unlearn" / "selection.json").read_text())["start_losses"]
-    again, _ = Evaluator(runner, sets, selection, tmp_path / "w").evaluate(step=best["step"])
+    again, _ = Evaluator(runner, sets, selection).evaluate(step=best["step"])
     for key, value in summary["metrics"]["selected"].items():
         assert again[key] == pytest.approx(value, abs=1e-5), key
 
@@ -192,13 +108,6 @@ def _tiny(lora=False):
     return load_model(ModelSpec(name="tiny-llama", lora=LoraSpec(r=2, alpha=4) if lora else None))[0]
 
 
-def _sets(run):
-    from forgetlab.experiments.unlearn import Item
-
-    raw = run.stage("data")
-    return {name: [Item.from_dict(r) for r in rows] for name, rows in raw.items()}
-
-
 def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, monkeypatch):
     copies = []  # models deep-copied by the training loop (its frozen reference)
     original_deepcopy = copy.deepcopy
@@ -209,7 +118,7 @@ def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, 
         return original_deepcopy(obj, *args)
 
     monkeypatch.setattr(train.copy, "deepcopy", spy)
-    raw = raw_config("npo", options={"beta": 0.5, "retain_weight": 1.0})
+    raw = unlearn_raw_config("npo", options={"beta": 0.5, "retain_weight": 1.0})
     raw["model"]["lora"] = {"r": 4, "alpha": 8}
     raw["mia"] = {"bootstrap": 0, "reference": {"name": "tiny-llama", "tiny": {"seed": 3}}, "k": 0.5}
     raw["eval"]["extraction"] = False
@@ -224,7 +133,7 @@ def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, 
     assert summary["metrics"]["final"]["forget/loss"] > start["forget/loss"]
 
     copies.clear()
-    run_experiment(build_config(raw_config("simnpo", max_steps=1, eval_every=1)), tmp_path / "b")
+    run_experiment(build_config(unlearn_raw_config("simnpo", max_steps=1, eval_every=1)), tmp_path / "b")
     assert copies == []  # SimNPO has no reference model
 
 
@@ -233,7 +142,7 @@ def test_lora_npo_uses_a_reference_and_a_separate_mia_reference_model(tmp_path, 
     ("rmu", {"layer": 1, "steering_coeff": 4.0}, True), ("rmu", {"layer": 1}, False),
 ])
 def test_every_method_runs_and_records(tmp_path, method, options, lora):
-    raw = raw_config(method, options=options, max_steps=1, eval_every=1)
+    raw = unlearn_raw_config(method, options=options, max_steps=1, eval_every=1)
     if lora:
         raw["model"]["lora"] = {"r": 2, "alpha": 4}
     raw["sets"]["forget"]["size"] = 4
@@ -259,7 +168,7 @@ def moved(kept, lora=False):
 
 
 def test_trainable_regex_overrides_the_method_default(tmp_path):
-    raw = raw_config("rmu", options={"layer": 1}, max_steps=1, eval_every=1, trainable=r"layers\.0\.mlp\.(up|gate)_proj")
+    raw = unlearn_raw_config("rmu", options={"layer": 1}, max_steps=1, eval_every=1, trainable=r"layers\.0\.mlp\.(up|gate)_proj")
     raw["sets"]["forget"]["size"] = 4
     raw["eval"]["extraction"] = False
     raw["mia"] = {"bootstrap": 0, "attacks": ["loss"]}
@@ -270,7 +179,7 @@ def test_trainable_regex_overrides_the_method_default(tmp_path):
 
 
 def test_killed_unlearning_resumes_identically(tmp_path, monkeypatch):
-    raw = raw_config(max_steps=4, eval_every=1, checkpoint_every=2)
+    raw = unlearn_raw_config(max_steps=4, eval_every=1, checkpoint_every=2)
     raw["eval"]["extraction"] = False
     config = build_config(raw)
     first = run_experiment(config, tmp_path / "a").summary()
@@ -314,11 +223,10 @@ def _close(a, b):
 
 def test_rmu_default_with_lora_needs_adapters_on_down_proj():
     """Under LoRA RMU trains the down_proj adapters; adapters elsewhere only leave nothing to train (an error)."""
-    from forgetlab.experiments.unlearn import ForgetMethodSpec, _restrict_trainable, build_method, trainable_pattern
     from forgetlab.models import LoraSpec, ModelSpec, load_model
 
     model, _ = load_model(ModelSpec(name="tiny-llama", lora=LoraSpec(r=2, alpha=4, target_modules=["q_proj", "v_proj"])))
     spec = ForgetMethodSpec(method="rmu", options={"layer": 1})
     pattern, origin = trainable_pattern(spec, build_method(spec), model)
     with pytest.raises(ValueError, match="method rmu's default trainable parameters .* matches no trainable parameter"):
-        _restrict_trainable(model, pattern, origin)
+        restrict_trainable(model, pattern, origin)

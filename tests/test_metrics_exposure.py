@@ -1,4 +1,4 @@
-"""Study B exposure metrics: hand-computed ranks, brute-force ranking, the log2(e) baseline, GenEx."""
+"""Exposure metrics: hand-computed ranks, brute-force ranking, the log2(e) baseline, GenEx, the tf_privacy convention."""
 
 import itertools
 import math
@@ -9,9 +9,7 @@ import torch
 from scipy.stats import skewnorm
 
 from forgetlab.data.canaries import CanarySpec, canary_pair, make_canaries
-from forgetlab.data.corpus import Pair
-from forgetlab.experiments.id_vs_ood import Job, forget_values, score_pairs
-from forgetlab.experiments.study_b_summary import genex_offsets
+from forgetlab.experiments.id_vs_ood.evaluate import score_pairs
 from forgetlab.metrics.exposure import (
     LOG2_E,
     describe,
@@ -181,75 +179,3 @@ def test_expected_unseen_exposure_under_each_convention_by_enumeration():
         for convention, space in (("forgetlab", n + 1), ("tf_privacy", n)):
             want = sum(math.log2(space) - math.log2(r) for r in ranks) / (n + 1)
             assert expected_unseen_exposure(n, convention) == pytest.approx(want, abs=1e-12)
-
-
-# --- Study B's wiring: per-evaluation values, baselines, GenEx offsets -------------------------------
-
-
-def _job(kind: str) -> Job:
-    items = [Pair("a", "p", " x"), Pair("b", "p", " y")]
-    return Job("g", "g", kind, 1, 2, items, ll_original=np.array([-1.0, -8.0]), ll_reference=np.array([-5.0, -6.0]))
-
-
-LL, N = np.array([-2.0, -9.0]), np.array([2.0, 3.0])  # per-token log-perplexities 1.0, 3.0; summed 2.0, 9.0
-REFS = (np.array([-3.0, -4.0, -12.0, -20.0]), np.array([3.0, 2.0, 4.0, 5.0]))  # per token 1, 2, 3, 4; summed 3, 4, 12, 20
-TEST = (np.array([-1.0, -6.0, -2.0]), np.array([2.0, 2.0, 1.0]))  # per token 0.5, 3.0, 2.0
-
-
-def test_forget_values_pool_canaries_with_the_references_and_id_items_with_the_test_pairs():
-    values, items = forget_values(_job("ood"), LL, N, REFS, TEST, per_token=True)
-    # relative (a), per token, among the 4 references (space 5): 1.0 ties one -> rank 2; 3.0 -> rank 4
-    assert items["relexp_rank"].tolist() == pytest.approx([math.log2(5) - 1, math.log2(5) - 2])
-    # exposure, summed log-perplexity, among the references: 2.0 -> rank 1; 9.0 beaten by 3 and 4 -> rank 3
-    assert items["exposure"].tolist() == pytest.approx([math.log2(5), math.log2(5) - math.log2(3)])
-    assert values["exposure_mean"] == pytest.approx(math.log2(5) - math.log2(3) / 2)
-    assert items["genex"].tolist() == [3.0, -3.0] and items["relexp_change"].tolist() == [-1.0, -1.0]
-    assert values["loss"] == 5.5 and values["relexp_change_mean"] == -1.0
-    summed, _ = forget_values(_job("ood"), LL, N, REFS, TEST, per_token=False)
-    assert summed["relexp_rank_mean"] == pytest.approx(values["exposure_mean"])  # summed: ranked like exposure
-    id_values, id_items = forget_values(_job("id"), LL, N, None, TEST, per_token=True)
-    # ID: among the 3 test pairs (space 4): 1.0 beaten by 0.5 -> rank 2 -> 1 bit; 3.0 by all three -> rank 4 -> 0
-    assert id_items["relexp_rank"].tolist() == [1.0, 0.0] and "exposure" not in id_items and "exposure_mean" not in id_values
-    tf_values, tf_items = forget_values(_job("ood"), LL, N, REFS, TEST, per_token=True, convention="tf_privacy")
-    assert tf_items["exposure"].tolist() == pytest.approx([2.0, 2.0 - math.log2(3)])  # log2 |R| = 2
-    assert tf_items["relexp_rank"].tolist() == pytest.approx([1.0, 0.0])
-
-
-def test_genex_offsets_are_original_minus_reference_with_a_bootstrap_interval():
-    original = [-1.0, -2.0, -4.0, -3.0]
-    reference = [-2.0, -2.0, -7.0, -3.5]  # differences 1, 0, 3, 0.5
-    scores = {"original": {"test": [original, [1] * 4], "unseen": [[-1.0] * 3, [1] * 3]},
-              "reference": {"test": [reference, [1] * 4], "unseen": [[-1.5] * 3, [1] * 3]}}
-    out = genex_offsets(scores, seed=5)
-    diff = np.array([1.0, 0.0, 3.0, 0.5])
-    rng = np.random.default_rng(5)  # percentile bootstrap, by hand
-    means = diff[rng.integers(0, 4, size=(10_000, 4))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    assert out["test_pairs"] == {"mean": 1.125, "ci_low": pytest.approx(low), "ci_high": pytest.approx(high), "n": 4}
-    assert low < 1.125 < high and 0.0 <= low and high <= 3.0
-    assert out["unseen_canaries"] == {"mean": 0.5, "ci_low": 0.5, "ci_high": 0.5, "n": 3}
-    assert genex_offsets({r: {"test": [[], []], "unseen": [[], []]} for r in ("original", "reference")}) == {
-        "test_pairs": None, "unseen_canaries": None}
-
-
-def test_the_study_b_config_selects_the_convention_for_the_baselines_and_groups():
-    from forgetlab.config import ConfigError
-    from forgetlab.experiments import build_config
-    from forgetlab.data.canaries import ForgetGroup
-    from forgetlab.experiments.study_b_summary import exposure_baselines, group_before
-
-    raw = {"experiment": "id_vs_ood", "model": "scratch", "eval": {"exposure": "tf_privacy"}}
-    assert build_config(raw).eval.exposure == "tf_privacy" and build_config({**raw, "eval": {}}).eval.exposure == "forgetlab"
-    with pytest.raises(ConfigError, match="exposure"):
-        build_config({**raw, "eval": {"exposure": "tensorflow"}})
-    refs = [-3.0, -4.0, -12.0, -20.0]  # log-likelihoods; 4 references
-    role = {"references": [refs, [1] * 4], "unseen": [[-3.5, -25.0], [1, 1]], "groups": {"ood_x1": [[-2.0, -9.0], [1, 1]]}}
-    scores = {"original": role, "reference": role}
-    # unseen canaries: -3.5 beaten by one reference -> rank 2; -25.0 by all four -> rank 5
-    for convention, space in (("forgetlab", 5), ("tf_privacy", 4)):
-        out = exposure_baselines(scores, 4, convention)
-        assert out["unseen_original"] == pytest.approx((2 * math.log2(space) - 1 - math.log2(5)) / 2)
-        assert out["expected_finite_n"] == pytest.approx(sum(math.log2(space / r) for r in range(1, 6)) / 5)
-        group = ForgetGroup("ood_x1", "ood", 1, [Pair("a", "p", " x"), Pair("b", "p", " y")])
-        before = group_before(group, scores, convention)  # -2.0 -> rank 1; -9.0 -> rank 3
-        assert before["exposure_original"] == pytest.approx(math.log2(space) - math.log2(3) / 2)

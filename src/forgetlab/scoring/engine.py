@@ -23,104 +23,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from forgetlab.data.types import MCDoc
+from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
+from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" model_max_length
-DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer gives a length
-_SEQLEN_ATTRS = ("n_positions", "max_position_embeddings", "n_ctx")
-
-# A context with many continuations is split into tree rows with at most about this many continuation
-# tokens each: masked attention costs O(row length^2), so very long rows waste more than sharing saves.
-TREE_ROW_TOKENS = 512
-
-# Tree rows shorter than this are packed side by side into lines of this many tokens (block-diagonal
-# mask): no padding waste, for a little more masked attention per line.
-PACK_WIDTH = 256
-
 OnOverlong = Literal["error", "truncate"]
-
-
-# --------------------------------------------------------------------------------------- tokenisation
-
-
-def prefix_token_id(tokenizer: Any) -> int:
-    """lm-eval's ``prefix_token_id``: the token that stands in for an empty context (BOS, else EOS)."""
-    token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if token_id is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token: cannot score an empty context")
-    return int(token_id)
-
-
-class _Encoder:
-    """lm-eval's ``HFLM.tok_encode`` and ``loglikelihood`` tokenisation with default arguments."""
-
-    def __init__(self, tokenizer: Any, add_bos_token: bool | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.add_bos_token = add_bos_token
-        self.prefix_id = prefix_token_id(tokenizer)
-        self.prefix_str = tokenizer.decode(self.prefix_id)
-
-    def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
-        """``tok_encode``: special tokens as the tokenizer adds them, unless the text starts with BOS."""
-        kwargs: dict[str, bool] = {}
-        if add_special_tokens is not None:
-            kwargs["add_special_tokens"] = add_special_tokens
-        elif self.add_bos_token is not None:
-            kwargs["add_special_tokens"] = self.add_bos_token
-        if add_special_tokens is None and text.startswith(self.prefix_str):
-            kwargs["add_special_tokens"] = False
-        return list(self.tokenizer.encode(text, **kwargs))
-
-    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """``loglikelihood`` + ``_encode_pair`` for a causal model."""
-        if context == "":
-            cont = self.encode(continuation, add_special_tokens=False)
-            if cont and cont[0] == self.prefix_id:
-                return cont[:1], cont[1:]
-            return [self.prefix_id], cont
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return ctx, whole[len(ctx) :]
-
-
-def encode_pair(
-    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None
-) -> tuple[list[int], list[int]]:
-    """Tokenise one loglikelihood request exactly like lm-eval 0.4.13's ``hf`` model.
-
-    Trailing whitespace of the context moves to the continuation; ``whole = encode(context +
-    continuation)``, ``ctx = encode(context)``, ``cont = whole[len(ctx):]``. An empty context becomes
-    ``[prefix_token_id]`` (BOS, else EOS), unless the continuation already starts with that token.
-    ``add_bos_token`` is HFLM's argument of the same name (``None``: the tokenizer's default).
-    """
-    return _Encoder(tokenizer, add_bos_token).pair(context, continuation)
-
-
-def resolve_max_length(model_config: Any, tokenizer: Any = None, default: int = DEFAULT_MAX_LENGTH) -> int:
-    """lm-eval's ``resolve_max_length``: config (text config first), then tokenizer, then ``default``."""
-    cfg = getattr(model_config, "text_config", None) or model_config
-    for attr in _SEQLEN_ATTRS:
-        value = getattr(cfg, attr, None)
-        if value is not None:
-            return int(value)
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit is not None and limit != TOKENIZER_INFINITY:
-        return int(limit)
-    return default
 
 
 # --------------------------------------------------------------------------------------- results
@@ -150,186 +65,10 @@ class TokenScores:
     sigma: np.ndarray
 
 
-@dataclass(frozen=True)
-class MCScore:
-    """The scores of one multiple-choice item; ``pred``/``pred_norm`` follow lm-eval's acc/acc_norm."""
-
-    doc_id: str
-    gold: int
-    logprobs: tuple[float, ...]
-    cont_chars: tuple[int, ...]  # characters per choice, the acc_norm denominator
-    task: str = ""
-
-    @property
-    def pred(self) -> int:
-        """The choice with the highest log-likelihood (first on ties, like ``np.argmax``)."""
-        return int(np.argmax(self.logprobs))
-
-    @property
-    def pred_norm(self) -> int:
-        """The choice with the highest log-likelihood per character (lm-eval ``acc_norm``)."""
-        return int(np.argmax(np.asarray(self.logprobs) / np.asarray(self.cont_chars, dtype=float)))
-
-    @property
-    def correct(self) -> bool:
-        return self.pred == self.gold
-
-    @property
-    def correct_norm(self) -> bool:
-        return self.pred_norm == self.gold
-
-    @property
-    def confidence(self) -> float:
-        """``p(gold) / sum_j p(choice j)``: the softmax of the log-likelihoods at the gold choice."""
-        lp = np.asarray(self.logprobs, dtype=np.float64)
-        return float(np.exp(lp[self.gold] - (lp.max() + np.log(np.exp(lp - lp.max()).sum()))))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A flat JSON-friendly record (fields and derived properties)."""
-        return {
-            "task": self.task,
-            "doc_id": self.doc_id,
-            "gold": self.gold,
-            "logprobs": list(self.logprobs),
-            "cont_chars": list(self.cont_chars),
-            "pred": self.pred,
-            "pred_norm": self.pred_norm,
-            "correct": self.correct,
-            "correct_norm": self.correct_norm,
-            "confidence": self.confidence,
-        }
-
-
-# --------------------------------------------------------------------------------------- work plan
-
-
-@dataclass
-class _Row:
-    """One sequence of the forward pass: a context and (tree rows) its continuation prefix tree.
-
-    ``parents[i]`` is the token that token ``i`` follows (-1 for the first); ``positions`` are the
-    position ids (depth in the tree); ``targets`` are ``(index, token, job)``: the logits at ``index``
-    must predict ``token`` for job ``job``.
-    """
-
-    tokens: list[int]
-    parents: list[int]
-    positions: list[int]
-    targets: list[tuple[int, int, int]] = field(default_factory=list)
-    tree: bool = True
-
-    def ancestors(self) -> np.ndarray:
-        """``[n, n]`` bool: token i may attend to token j (j is i or one of its ancestors)."""
-        n = len(self.tokens)
-        allowed = np.zeros((n, n), dtype=bool)
-        for i, parent in enumerate(self.parents):
-            if parent >= 0:
-                allowed[i] = allowed[parent]
-            allowed[i, i] = True
-        return allowed
-
-
-def _tree_row(ctx: Sequence[int], conts: Sequence[tuple[tuple[int, ...], int]]) -> _Row:
-    """A context followed by the prefix tree of its continuations (all but each one's last token)."""
-    n_ctx = len(ctx)
-    row = _Row(list(ctx), list(range(-1, n_ctx - 1)), list(range(n_ctx)))
-    children: dict[tuple[int, int], int] = {}  # (parent index, token) -> index
-    for cont, job in conts:
-        node = n_ctx - 1
-        row.targets.append((node, cont[0], job))
-        for j, token in enumerate(cont[:-1]):
-            key = (node, token)
-            if key not in children:
-                children[key] = len(row.tokens)
-                row.tokens.append(token)
-                row.parents.append(node)
-                row.positions.append(n_ctx + j)
-            node = children[key]
-            row.targets.append((node, cont[j + 1], job))
-    return row
-
-
-def _plain_rows(ctx: Sequence[int], conts: Sequence[tuple[tuple[int, ...], int]]) -> list[_Row]:
-    """One linear sequence per distinct ``ctx + cont[:-1]``, as lm-eval runs them (no custom mask)."""
-    rows: dict[tuple[int, ...], _Row] = {}
-    for cont, job in sorted(conts, key=lambda c: -len(c[0])):
-        seq = tuple(ctx) + cont[:-1]
-        # a one-token continuation is read off any row of its context (lm-eval's logits cache)
-        row = rows.get(seq) or (next(iter(rows.values())) if len(cont) == 1 and rows else None)
-        if row is None:
-            row = rows[seq] = _Row(list(seq), list(range(-1, len(seq) - 1)), list(range(len(seq))), tree=False)
-        start = len(ctx) - 1
-        row.targets.extend((start + j, token, job) for j, token in enumerate(cont))
-    return list(rows.values())
-
-
-def _chunks(
-    conts: list[tuple[tuple[int, ...], int]], n_ctx: int, cap: int
-) -> Iterator[list[tuple[tuple[int, ...], int]]]:
-    """Split a context's continuations so that each tree row stays within ``cap`` tokens."""
-    chunk: list[tuple[tuple[int, ...], int]] = []
-    size = n_ctx
-    for cont in sorted(conts):
-        extra = len(cont[0]) - 1
-        if chunk and size + extra > cap:
-            yield chunk
-            chunk, size = [], n_ctx
-        chunk.append(cont)
-        size += extra
-    if chunk:
-        yield chunk
-
-
-def _batches(
-    rows: list[_Row], batch_size: int, max_tokens: int, pack_width: int = 0
-) -> Iterator[list[list[_Row]]]:
-    """Group rows into forward passes of ``lines`` (sequences), longest rows first.
-
-    A pass has ``min(batch_size, max_tokens // width)`` lines of ``width = max(longest row left,
-    pack_width)`` tokens. With ``pack_width`` > 0 (tree rows, which carry their own mask) several
-    rows share a line, first-fit decreasing, so padding all but disappears; otherwise one row a line.
-    """
-    remaining = sorted(rows, key=lambda r: -len(r.tokens))
-    while remaining:
-        width = max(len(remaining[0].tokens), pack_width)
-        n_lines = max(1, min(batch_size, max_tokens // width))
-        lines: list[list[_Row]] = [[] for _ in range(n_lines)]
-        free = [width] * n_lines
-        smallest = len(remaining[-1].tokens)
-
-        def fits(i: int, n: int) -> bool:
-            return free[i] >= n and (pack_width > 0 or not lines[i])
-
-        rest: list[_Row] = []
-        for k, row in enumerate(remaining):
-            slot = next((i for i in range(n_lines) if fits(i, len(row.tokens))), None)
-            if slot is None:
-                rest.append(row)
-                continue
-            lines[slot].append(row)
-            free[slot] -= len(row.tokens)
-            if not any(fits(i, smallest) for i in range(n_lines)):
-                rest.extend(remaining[k + 1 :])
-                break
-        yield [line for line in lines if line]
-        remaining = rest
-
-
-def _assign(costs: Sequence[int], world: int) -> list[int]:
-    """Balance work across processes: largest first, each to the least loaded process."""
-    loads = [0] * world
-    owner = [0] * len(costs)
-    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
-        rank = min(range(world), key=lambda r: loads[r])
-        owner[i] = rank
-        loads[rank] += costs[i]
-    return owner
-
-
 # --------------------------------------------------------------------------------------- model helpers
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
     """The module to run: without DistributedDataParallel-style wrappers (no collectives per forward)."""
     while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
@@ -338,7 +77,7 @@ def _unwrap(model: Any) -> Any:
 
 def num_hidden_layers(model: Any) -> int:
     """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
-    config = _unwrap(model).config
+    config = unwrap_model(model).config
     return int((getattr(config, "text_config", None) or config).num_hidden_layers)
 
 
@@ -412,8 +151,8 @@ class Scorer:
         self.on_overlong: OnOverlong = on_overlong
         self.accelerator = accelerator
         self.progress = progress
-        self.encoder = _Encoder(tokenizer, add_bos_token)
-        core = _unwrap(model)
+        self.encoder = RequestEncoder(tokenizer, add_bos_token)
+        core = unwrap_model(model)
         self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
         params = _forward_params(core)
         self._logits_to_keep = "logits_to_keep" in params
@@ -466,7 +205,7 @@ class Scorer:
         from the end (-1 = last layer, -5 = fifth from last). Texts are tokenised like lm-eval's
         ``tok_encode``; over-long texts follow ``on_overlong`` (truncate keeps the last tokens).
         """
-        config = _unwrap(self.model).config
+        config = unwrap_model(self.model).config
         n_states = num_hidden_layers(self.model) + 1
         index = {}
         for layer in layers:
@@ -488,7 +227,7 @@ class Scorer:
     # ------------------------------------------------------------------ planning
     def _prepare(
         self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None
-    ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[int], list[_Row]]:
+    ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], list[int], list[Row]]:
         """Distinct jobs, request -> job, and this process's share of the rows to run."""
         if names is not None and len(names) != len(requests):
             raise ValueError(f"got {len(names)} names for {len(requests)} requests")
@@ -553,7 +292,7 @@ class Scorer:
             seq = seq[-self.max_length :]
         return seq
 
-    def _plan(self, jobs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[list[_Row]]:
+    def _plan(self, jobs: Sequence[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[list[Row]]:
         """The rows to run, grouped by context (a group is never split across processes)."""
         by_ctx: dict[tuple[int, ...], list[tuple[tuple[int, ...], int]]] = {}
         for j, (ctx, cont) in enumerate(jobs):
@@ -563,9 +302,9 @@ class Scorer:
             depth = len(ctx) + max(len(c) for c, _ in conts) - 1
             if self.prefix_sharing and (self._window is None or depth < self._window):
                 cap = max(depth, len(ctx) + min(self.max_tokens_per_batch, TREE_ROW_TOKENS))
-                groups.append([_tree_row(ctx, chunk) for chunk in _chunks(conts, len(ctx), cap)])
+                groups.append([tree_row(ctx, chunk) for chunk in chunks(conts, len(ctx), cap)])
             else:
-                groups.append(_plain_rows(ctx, conts))
+                groups.append(plain_rows(ctx, conts))
         return groups
 
     # ------------------------------------------------------------------ processes
@@ -582,7 +321,7 @@ class Scorer:
         return self.accelerator is None or bool(self.accelerator.is_main_process)
 
     def _shard(self, costs: Sequence[int]) -> list[int]:
-        return _assign(costs, self._world) if self._world > 1 else [0] * len(costs)
+        return assign_ranks(costs, self._world) if self._world > 1 else [0] * len(costs)
 
     def _gather(self, partial: dict[int, Any]) -> dict[int, Any]:
         if self._world == 1:
@@ -607,27 +346,27 @@ class Scorer:
     # ------------------------------------------------------------------ forward passes
     @property
     def _device(self) -> torch.device:
-        return next(_unwrap(self.model).parameters()).device
+        return next(unwrap_model(self.model).parameters()).device
 
     def _run(
-        self, rows: list[_Row], desc: str, moments: bool = False
+        self, rows: list[Row], desc: str, moments: bool = False
     ) -> Iterator[tuple[dict[str, np.ndarray], list[int]]]:
         """Run rows in token-budget batches (eval + inference mode, progress bar).
 
         Per batch and target: ``logprob``, ``greedy`` (with ``moments`` also ``mu``, ``sigma``), its job.
         """
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         trees, plain = [r for r in rows if r.tree], [r for r in rows if not r.tree]
-        batches = [
-            *_batches(trees, self.batch_size, self.max_tokens_per_batch, PACK_WIDTH),
-            *_batches(plain, self.batch_size, self.max_tokens_per_batch),
+        planned = [
+            *batches(trees, self.batch_size, self.max_tokens_per_batch, PACK_WIDTH),
+            *batches(plain, self.batch_size, self.max_tokens_per_batch),
         ]
         with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), desc) as bar:
-            for lines in batches:
+            for lines in planned:
                 yield self._score_batch(model, lines, moments)
                 bar.update(sum(len(r.tokens) for line in lines for r in line))
 
-    def _score_rows(self, rows: list[_Row], desc: str) -> dict[int, tuple[float, bool]]:
+    def _score_rows(self, rows: list[Row], desc: str) -> dict[int, tuple[float, bool]]:
         """``{job: (summed logprob, is_greedy)}``."""
         totals: dict[int, list] = {}
         for stats, jobs in self._run(rows, desc):
@@ -637,7 +376,7 @@ class Scorer:
                 acc[1] = acc[1] and ok
         return {job: (lp, ok) for job, (lp, ok) in totals.items()}
 
-    def _token_rows(self, rows: list[_Row], desc: str) -> dict[int, TokenScores]:
+    def _token_rows(self, rows: list[Row], desc: str) -> dict[int, TokenScores]:
         """``{job: TokenScores}``: every target of a job, in continuation order (one row holds them all)."""
         found: dict[int, list[int]] = {}
         columns: dict[str, list[np.ndarray]] = {"logprob": [], "greedy": [], "mu": [], "sigma": []}
@@ -657,7 +396,7 @@ class Scorer:
         }
 
     def _score_batch(
-        self, model: Any, lines: list[list[_Row]], moments: bool = False
+        self, model: Any, lines: list[list[Row]], moments: bool = False
     ) -> tuple[dict[str, np.ndarray], list[int]]:
         """One forward pass; per target: log p(token), whether it is the argmax, its job; with
         ``moments`` also the mean and std of log p over the vocabulary under p (Min-K%++)."""
@@ -702,7 +441,7 @@ class Scorer:
 
     def _additive_mask(self, allowed: np.ndarray) -> torch.Tensor:
         """``[B, 1, T, T]`` float mask: 0 where attention is allowed, the dtype's minimum elsewhere."""
-        dtype = _unwrap(self.model).dtype
+        dtype = unwrap_model(self.model).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype)
         mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
         return mask[:, None].to(self._device)
@@ -737,11 +476,11 @@ class Scorer:
         self, seqs: list[list[int]], mine: list[int], states: list[int]
     ) -> dict[int, dict[int, np.ndarray]]:
         """``{text index: {hidden-state number: vector}}`` of the last token, right-padded batches."""
-        rows = [_Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
+        rows = [Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
         found: dict[int, dict[int, np.ndarray]] = {}
-        model = _unwrap(self.model)
+        model = unwrap_model(self.model)
         with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), "hidden states") as bar:
-            for lines in _batches(rows, self.batch_size, self.max_tokens_per_batch):
+            for lines in batches(rows, self.batch_size, self.max_tokens_per_batch):
                 batch = [line[0] for line in lines]
                 ids = np.full((len(batch), max(len(r.tokens) for r in batch)), self._pad_id, dtype=np.int64)
                 for b, row in enumerate(batch):
@@ -755,54 +494,3 @@ class Scorer:
         return found
 
 
-# --------------------------------------------------------------------------------------- MC items
-
-
-def _choice_chars(doc: MCDoc, target_delimiter: str) -> tuple[int, ...]:
-    """lm-eval's acc_norm denominators: ``len(choice)`` without the target delimiter.
-
-    For multiple-input items (one shared continuation, one context per choice) lm-eval measures the
-    choices, which are the contexts.
-    """
-    if len(set(doc.continuations)) == 1 and len(set(doc.contexts)) > 1:
-        return tuple(len(c) for c in doc.contexts)
-    n = len(target_delimiter)
-    return tuple(len(c) - n if n and c.startswith(target_delimiter) else len(c) for c in doc.continuations)
-
-
-def score_mc(
-    scorer: Scorer, docs: Sequence[MCDoc], *, target_delimiter: str = " ", desc: str | None = None
-) -> list[MCScore]:
-    """Score every choice of every item (identical requests run once) into :class:`MCScore`.
-
-    ``target_delimiter`` is the task's lm-eval delimiter that the continuations start with; it is not
-    counted in ``cont_chars`` (lm-eval divides by ``len(choice)``).
-    """
-    requests, names = [], []
-    for doc in docs:
-        for i in range(doc.n_choices):
-            requests.append(doc.request(i))
-            names.append(f"{doc.task} item {doc.doc_id} choice {i}")
-    scored = iter(scorer.loglikelihood(requests, names=names, desc=desc or "multiple choice"))
-    return [
-        MCScore(
-            doc_id=doc.doc_id,
-            gold=doc.gold,
-            logprobs=tuple(next(scored).logprob for _ in range(doc.n_choices)),
-            cont_chars=_choice_chars(doc, target_delimiter),
-            task=doc.task,
-        )
-        for doc in docs
-    ]
-
-
-__all__ = [
-    "MCScore",
-    "Scorer",
-    "ScoredRequest",
-    "TokenScores",
-    "encode_pair",
-    "prefix_token_id",
-    "resolve_max_length",
-    "score_mc",
-]

@@ -1,0 +1,49 @@
+"""Greedy generation: the one decoder, used for extraction (verbatim/prefix match) and translation quality.
+
+Plain greedy decoding — no sampling, no beams, none of a checkpoint's own generation settings (repetition
+penalty, ...) — from left-padded batches of token-id contexts; a row ends early at ``eos_id``. The model's
+train/eval mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from transformers import GenerationConfig
+
+from forgetlab.scoring.engine import unwrap_model
+
+
+@torch.no_grad()
+def greedy_generate(
+    model: Any,
+    contexts: Sequence[Sequence[int]],
+    max_new_tokens: int | Sequence[int],
+    *,
+    pad_id: int,
+    eos_id: int | None,
+    batch_size: int = 16,
+) -> list[list[int]]:
+    """The greedy continuation (token ids) of each context: ``max_new_tokens`` new tokens (one number, or
+    one per context), fewer when the model emits ``eos_id``."""
+    wanted = [max_new_tokens] * len(contexts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    model = unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[int]] = []
+    try:
+        for start in range(0, len(contexts), batch_size):
+            chunk, lengths = contexts[start : start + batch_size], wanted[start : start + batch_size]
+            width = max(len(c) for c in chunk)
+            ids = torch.tensor([[pad_id] * (width - len(c)) + list(c) for c in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
+            config = GenerationConfig(
+                max_new_tokens=max(lengths), do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=eos_id
+            )
+            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            out.extend(row[:n] for row, n in zip(generated[:, width:].tolist(), lengths))
+    finally:
+        model.train(was_training)
+    return out
