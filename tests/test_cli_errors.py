@@ -142,7 +142,7 @@ CASES = [
          "forget.trainable: 'no_such_param' matches no trainable parameter of tiny-llama"),
     Case("infinite learning rate", lambda t: _run(t, _recipe(t), "forget.lr=.inf"), "field 'forget.lr': Input should be a finite number"),
     Case("unsafe run name", lambda t: _run(t, _recipe(t), "name=../../x"), "field 'name': Value error, run name '../../x' is not a safe run name"),
-    Case("absolute run name", lambda t: _run(t, _recipe(t), f"name={t}/x"), f"is not a safe run name"),
+    Case("absolute run name", lambda t: _run(t, _recipe(t), f"name={t}/x"), "is not a safe run name"),
     # 8
     Case("show with SQL wildcards", lambda t: ["show", "t%", "--runs-dir", str(t / "runs")], "run 't%': expected one match",
          before_run=False, setup=lambda t, mp: _finished_run(t)),

@@ -17,7 +17,7 @@ from forgetlab.data.canaries import (
     stand_in_map,
     training_stream,
 )
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 
 
 def _secrets(sets):

@@ -8,15 +8,15 @@ import pytest
 
 from forgetlab.data.corpus import (
     CORPORA,
-    CorpusSource,
     TRANSLATION_PREFIX,
     CorpusSpec,
-    Pair,
+    RegisteredCorpus,
     clean_splits,
     load_corpus,
     synthetic_sentence,
     synthetic_translation_pairs,
 )
+from forgetlab.data.types import Pair
 
 if "test_qa_corpus" not in CORPORA:
 
@@ -24,7 +24,7 @@ if "test_qa_corpus" not in CORPORA:
         rows = [(f"What is {i} plus {i}?", str(2 * i)) for i in range(30)]
         return {"train": rows[:20], "validation": rows[20:25], "test": rows[25:]}
 
-    CORPORA.register("test_qa_corpus")(CorpusSource(read=_qa))
+    CORPORA.register("test_qa_corpus")(RegisteredCorpus(read=_qa))
 
 
 def test_synthetic_translation_corpus():

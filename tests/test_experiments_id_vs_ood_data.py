@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from forgetlab.experiments import build_config, load_config
-from forgetlab.experiments.id_vs_ood import build_data, encode_pairs, stream_tokens
+from forgetlab.experiments.id_vs_ood import build_data, stream_tokens
+from forgetlab.train import encode_pairs
 from forgetlab.experiments.id_vs_ood.data import original_training_stream, reference_training_stream, token_lengths
 from forgetlab.scratch_model import train_bpe_tokenizer
 from forgetlab.train import total_steps

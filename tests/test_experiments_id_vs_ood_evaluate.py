@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from forgetlab.data.canaries import GroupKind
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 from forgetlab.experiments.id_vs_ood.evaluate import forget_values
 from forgetlab.experiments.id_vs_ood.jobs import Job
 

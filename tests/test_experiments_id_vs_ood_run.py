@@ -11,9 +11,9 @@ import pytest
 from accelerate import Accelerator
 
 from forgetlab.config import OptimSpec
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 from forgetlab.experiments import build_config, run_experiment
-from forgetlab.experiments.id_vs_ood.data import encode_pairs
+from forgetlab.train import encode_pairs
 from forgetlab.methods import METHODS
 from forgetlab.store import read_jsonl
 from forgetlab.train import DivergenceError, train_items

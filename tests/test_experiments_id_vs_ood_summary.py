@@ -7,7 +7,7 @@ import pytest
 
 from forgetlab.config import ConfigError
 from forgetlab.data.canaries import ForgetGroup, GroupKind
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 from forgetlab.experiments import build_config
 from forgetlab.experiments.id_vs_ood.summary import exposure_baselines, genex_offsets, group_before
 

@@ -32,7 +32,7 @@ def test_sets_are_disjoint_seeded_slices_of_any_source(tmp_path):
     }
     sets = build_sets(build_config(raw))
     assert {name: len(items) for name, items in sets.items()} == {"forget": 10, "holdout": 10, "retain": 5, "utility": 12}
-    assert not {i.item_id for i in sets["forget"]} & {i.item_id for i in sets["holdout"]}
+    assert not {i.pair_id for i in sets["forget"]} & {i.pair_id for i in sets["holdout"]}
     assert {i.prompt for i in sets["forget"] + sets["holdout"]} == {f"Q{i}:" for i in range(20)}
     assert all(i.prompt.startswith("Question: Which number is larger") and i.target.startswith(" ") for i in sets["retain"])
     assert all(len(i.prompt.split()) == 2 and i.target == " three four" for i in sets["utility"])  # "short" is dropped

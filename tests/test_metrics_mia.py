@@ -1,6 +1,5 @@
 """Membership-inference metrics: ROC statistics equal scikit-learn's, attacks equal their published formulas."""
 
-import math
 import zlib
 
 import numpy as np

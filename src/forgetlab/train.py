@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from forgetlab.config import OptimSpec
-from forgetlab.data.types import MCDoc
+from forgetlab.data.types import MCDoc, Pair
 from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
 from forgetlab.scoring import encode_pair, resolve_max_length
@@ -51,22 +51,51 @@ class EncodedItem:
     gold: int
 
 
+def encode_requests(
+    tokenizer: PreTrainedTokenizerBase,
+    item_id: str,
+    requests: Sequence[tuple[str, str]],
+    gold: int,
+    max_length: int,
+    *,
+    eos_id: int | None = None,
+    name: str = "",
+    hint: str = "",
+) -> EncodedItem:
+    """The one encoder: each (context, continuation) request tokenised exactly as the scoring engine does
+    (plus ``eos_id`` after the continuation when given); an item longer than ``max_length`` is an error
+    naming it (``name``, default ``item <id>``) and saying what to do (``hint``)."""
+    sequences, starts = [], []
+    for context, continuation in requests:
+        ctx, cont = encode_pair(tokenizer, context, continuation)
+        sequence = ctx + cont + ([eos_id] if eos_id is not None else [])
+        if len(sequence) > max_length:
+            raise ValueError(f"{name or f'item {item_id}'}: {len(sequence)} tokens, longer than the model's {max_length}{hint}")
+        sequences.append(sequence)
+        starts.append(len(ctx))
+    return EncodedItem(item_id, sequences, starts, gold)
+
+
 def encode_items(tokenizer: PreTrainedTokenizerBase, docs: Sequence[MCDoc], max_length: int) -> list[EncodedItem]:
-    """Tokenise every choice exactly as the scoring engine does; over-long items are an error."""
-    items = []
-    for doc in docs:
-        sequences, starts = [], []
-        for choice in range(doc.n_choices):
-            ctx, cont = encode_pair(tokenizer, *doc.request(choice))
-            if len(ctx) + len(cont) > max_length:
-                raise ValueError(
-                    f"{doc.task} item {doc.doc_id}: {len(ctx) + len(cont)} tokens, longer than the model's "
-                    f"{max_length}; drop long items with data.max_chars"
-                )
-            sequences.append(ctx + cont)
-            starts.append(len(ctx))
-        items.append(EncodedItem(doc.doc_id, sequences, starts, doc.gold))
-    return items
+    """Every choice of every multiple-choice item (:func:`encode_requests`)."""
+    return [
+        encode_requests(
+            tokenizer, doc.doc_id, [doc.request(c) for c in range(doc.n_choices)], doc.gold, max_length,
+            name=f"{doc.task} item {doc.doc_id}", hint="; drop long items with data.max_chars",
+        )
+        for doc in docs
+    ]
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], max_length: int, *, eos: bool = False) -> list[EncodedItem]:
+    """(prompt, target) pairs as single-choice items (:func:`encode_requests`), with the tokenizer's EOS after
+    the target when ``eos``; a pair repeated in the list is encoded once."""
+    eos_id = tokenizer.eos_token_id if eos else None
+    cache: dict[str, EncodedItem] = {}
+    for pair in pairs:
+        if pair.pair_id not in cache:
+            cache[pair.pair_id] = encode_requests(tokenizer, pair.pair_id, [pair.request()], 0, max_length, eos_id=eos_id, name=f"pair {pair.pair_id}")
+    return [cache[pair.pair_id] for pair in pairs]
 
 
 def collate(items: Sequence[EncodedItem], mode: str, pad_id: int) -> Batch:

@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from forgetlab.config import Spec
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 
 ALPHANUMERIC = string.ascii_letters + string.digits
 

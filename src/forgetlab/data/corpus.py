@@ -38,6 +38,7 @@ from pydantic import Field
 
 from forgetlab.config import Spec
 from forgetlab.data.records import open_text, read_table_file
+from forgetlab.data.types import Pair
 from forgetlab.data.tasks import resolve_data_root
 from forgetlab.registry import Registry
 
@@ -45,31 +46,6 @@ SPLITS = ("train", "validation", "test")
 TRANSLATION_PREFIX = "translate German to English: "
 
 RawSplits = dict[str, list[tuple[str, str]]]
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One (prompt, target) item; ``pair_id`` is unique within a run (e.g. ``train-123``, ``canary-7``)."""
-
-    pair_id: str
-    prompt: str
-    target: str
-
-    def request(self) -> tuple[str, str]:
-        """The (context, continuation) loglikelihood request."""
-        return self.prompt, self.target
-
-    @property
-    def text(self) -> str:
-        """Prompt and target as one string (what similarity search compares)."""
-        return self.prompt + self.target
-
-    def to_dict(self) -> dict[str, str]:
-        return {"pair_id": self.pair_id, "prompt": self.prompt, "target": self.target}
-
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Pair":
-        return cls(str(row["pair_id"]), str(row["prompt"]), str(row["target"]))
 
 
 class CorpusSpec(Spec):
@@ -105,18 +81,18 @@ class Corpus:
         return self.splits[name]
 
 
-CorpusLoader = Callable[[CorpusSpec], RawSplits]
+ReadSplits = Callable[[CorpusSpec], RawSplits]
 
 
 @dataclass(frozen=True)
-class CorpusSource:
+class RegisteredCorpus:
     """A registered corpus: how to read its raw splits, and which local files that reads (for a run's identity)."""
 
-    read: CorpusLoader
+    read: ReadSplits
     files: Callable[[CorpusSpec], list[Path]] = lambda spec: []
 
 
-CORPORA: Registry[CorpusSource] = Registry("corpus")
+CORPORA: Registry[RegisteredCorpus] = Registry("corpus")
 
 
 def corpus_input_files(spec: CorpusSpec) -> list[Path]:
@@ -193,7 +169,7 @@ def multi30k(spec: CorpusSpec) -> RawSplits:
     return splits
 
 
-CORPORA.register("multi30k")(CorpusSource(read=multi30k, files=multi30k_files))
+CORPORA.register("multi30k")(RegisteredCorpus(read=multi30k, files=multi30k_files))
 
 
 # --- wmt14 (Hugging Face hub) -----------------------------------------------------------------------
@@ -226,7 +202,7 @@ def wmt14(spec: CorpusSpec) -> RawSplits:
     return splits
 
 
-CORPORA.register("wmt14")(CorpusSource(read=wmt14))
+CORPORA.register("wmt14")(RegisteredCorpus(read=wmt14))
 
 
 # --- user files ---------------------------------------------------------------------------------------
@@ -243,7 +219,7 @@ def files(spec: CorpusSpec) -> RawSplits:
     }
 
 
-CORPORA.register("files")(CorpusSource(read=files, files=lambda spec: [Path(p) for p in (spec.files or {}).values()]))
+CORPORA.register("files")(RegisteredCorpus(read=files, files=lambda spec: [Path(p) for p in (spec.files or {}).values()]))
 
 
 # --- synthetic German→English -------------------------------------------------------------------------
@@ -315,4 +291,4 @@ def synthetic_translation(spec: CorpusSpec) -> RawSplits:
     return synthetic_translation_pairs(spec.synthetic_sizes, spec.synthetic_seed)
 
 
-CORPORA.register("synthetic_translation")(CorpusSource(read=synthetic_translation))
+CORPORA.register("synthetic_translation")(RegisteredCorpus(read=synthetic_translation))

@@ -1,8 +1,10 @@
-"""The one data type every multiple-choice task becomes: a list of (context, continuation) requests."""
+"""The two example types: :class:`MCDoc` (a multiple-choice item: one (context, continuation) request per
+choice) and :class:`Pair` (one (prompt, target) example). Training and scoring encode both the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,29 @@ class MCDoc:
     def with_gold(self, gold: int) -> "MCDoc":
         """The same item with another answer marked as gold (used for random/flipped labels)."""
         return MCDoc(self.task, self.doc_id, self.contexts, self.continuations, gold)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (prompt, target) example — a corpus sentence pair, a canary, an item to unlearn; ``pair_id`` is
+    unique within a run (e.g. ``train-123``, ``canary-7``, ``row-4``)."""
+
+    pair_id: str
+    prompt: str
+    target: str
+
+    def request(self) -> tuple[str, str]:
+        """The (context, continuation) loglikelihood request."""
+        return self.prompt, self.target
+
+    @property
+    def text(self) -> str:
+        """Prompt and target as one string (what similarity search compares)."""
+        return self.prompt + self.target
+
+    def to_dict(self) -> dict[str, str]:
+        return {"pair_id": self.pair_id, "prompt": self.prompt, "target": self.target}
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "Pair":
+        return cls(str(row["pair_id"]), str(row["prompt"]), str(row["target"]))

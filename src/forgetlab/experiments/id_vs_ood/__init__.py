@@ -13,7 +13,7 @@ from forgetlab.experiments.id_vs_ood.config import (
     StopSpec,
     UnlearnSpec,
 )
-from forgetlab.experiments.id_vs_ood.data import IdVsOodData, build_data, encode_pairs, stream_tokens
+from forgetlab.experiments.id_vs_ood.data import IdVsOodData, build_data, stream_tokens
 from forgetlab.experiments.id_vs_ood.evaluate import GroupEvaluator, forget_values, score_pairs
 from forgetlab.experiments.id_vs_ood.jobs import Job
 from forgetlab.experiments.id_vs_ood.run import IdVsOod, IdVsOodRunner
@@ -25,5 +25,5 @@ EXPERIMENTS.register("id_vs_ood")(IdVsOod())
 __all__ = [
     "BucketSpec", "Criterion", "GroupEvaluator", "IdVsOod", "IdVsOodConfig", "IdVsOodData", "IdVsOodEvalSpec",
     "IdVsOodRunner", "Job", "PretrainSpec", "StopSpec", "StopUnlearning", "UnlearnSpec", "UnlearningCriteria",
-    "build_data", "encode_pairs", "forget_values", "score_pairs", "stream_tokens", "summarize",
+    "build_data", "forget_values", "score_pairs", "stream_tokens", "summarize",
 ]

@@ -23,7 +23,8 @@ from forgetlab.data.canaries import (
     stand_in_map,
     training_stream,
 )
-from forgetlab.data.corpus import Pair, load_corpus
+from forgetlab.data.corpus import load_corpus
+from forgetlab.data.types import Pair
 from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.scoring import encode_pair
 from forgetlab.train import EncodedItem
@@ -141,21 +142,6 @@ def token_lengths(tokenizer: Any, pair: Pair) -> tuple[int, int]:
     """Prompt and target tokens of a pair, tokenised as for training."""
     ctx, cont = encode_pair(tokenizer, pair.prompt, pair.target)
     return len(ctx), len(cont)
-
-
-def encode_pairs(tokenizer: Any, pairs: Sequence[Pair], max_length: int, eos: bool) -> list[EncodedItem]:
-    """(prompt, target) pairs as training items, tokenised exactly like the scoring engine (+ EOS if asked)."""
-    cache: dict[str, EncodedItem] = {}
-    items = []
-    for pair in pairs:
-        if pair.pair_id not in cache:
-            ctx, cont = encode_pair(tokenizer, pair.prompt, pair.target)
-            seq = ctx + cont + ([tokenizer.eos_token_id] if eos else [])
-            if len(seq) > max_length:
-                raise ValueError(f"pair {pair.pair_id}: {len(seq)} tokens, longer than the model's {max_length}")
-            cache[pair.pair_id] = EncodedItem(pair.pair_id, [seq], [len(ctx)], 0)
-        items.append(cache[pair.pair_id])
-    return items
 
 
 def stream_tokens(items: Sequence[EncodedItem]) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from forgetlab.data.canaries import ForgetGroup
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 from forgetlab.experiments.id_vs_ood.config import IdVsOodEvalSpec
 from forgetlab.experiments.id_vs_ood.data import IdVsOodData
 from forgetlab.experiments.id_vs_ood.jobs import Job, item_factors

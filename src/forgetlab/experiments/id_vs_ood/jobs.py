@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from forgetlab.data.canaries import GroupKind
-from forgetlab.data.corpus import Pair
+from forgetlab.data.types import Pair
 from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import IdVsOodData
 from forgetlab.metrics.memorization import (

@@ -44,7 +44,6 @@ from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import (
     IdVsOodData,
     build_data,
-    encode_pairs,
     original_training_stream,
     reference_training_stream,
     stream_tokens,
@@ -68,7 +67,7 @@ from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, resolve_max_length
 from forgetlab.scratch_model import build_scratch_model, load_tokenizer, parameter_count, save_tokenizer, train_bpe_tokenizer
 from forgetlab.store import Run
-from forgetlab.train import DivergenceError, train_items, trainable_state
+from forgetlab.train import DivergenceError, encode_pairs, train_items, trainable_state
 
 ROLES = ("original", "reference")  # the model trained with the forget sets, and the one trained without them
 
@@ -174,7 +173,7 @@ class IdVsOodRunner(StagedRunner):
         """Train a fresh model on ``role``'s stream; its loss curve, counts of items and tokens, and stand-ins."""
         spec = self.config.train
         self.model = self._fresh_model()
-        items = encode_pairs(self.tokenizer, [e.pair for e in stream], self._max_length(), spec.append_eos)
+        items = encode_pairs(self.tokenizer, [e.pair for e in stream], self._max_length(), eos=spec.append_eos)
         method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
         checkpoint = self.weights_path("weights", role).with_suffix(".checkpoint")
         result = train_items(

@@ -39,7 +39,7 @@ from forgetlab.experiments.unlearn.config import (
     SetsSpec, SourceSpec, TaskSource, UnlearnConfig, UnlearnEvalSpec,
 )
 from forgetlab.experiments.unlearn.data import (
-    Item, build_sets, load_source, sets_from_stage, sets_to_stage, training_items,
+    build_sets, load_source, sets_from_stage, sets_to_stage, training_items,
 )
 from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names, set_metrics
 from forgetlab.experiments.unlearn.run import (
@@ -50,7 +50,7 @@ from forgetlab.experiments.unlearn.summary import headline, summarize
 EXPERIMENTS.register("unlearn")(Unlearn())
 
 __all__ = [
-    "Constraint", "CorpusSource", "EvalSet", "Evaluator", "FileSource", "ForgetMethodSpec", "InlineSource", "Item",
+    "Constraint", "CorpusSource", "EvalSet", "Evaluator", "FileSource", "ForgetMethodSpec", "InlineSource",
     "LearnSpec", "MIASpec", "SelectSpec", "Selection", "SetSpec", "SetsSpec", "SourceSpec", "TaskSource", "Unlearn",
     "UnlearnConfig", "UnlearnEvalSpec", "UnlearnRunner", "build_method", "build_sets", "headline", "learn_key",
     "load_source", "metric_names", "restrict_trainable", "set_metrics", "sets_from_stage", "sets_to_stage", "summarize",

@@ -4,7 +4,6 @@ for training and scoring."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 
@@ -12,24 +11,8 @@ from forgetlab.experiments.unlearn.config import (
     SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
 )
 from forgetlab.methods import Method
-from forgetlab.scoring import encode_pair
-from forgetlab.train import EncodedItem
-
-
-@dataclass(frozen=True)
-class Item:
-    """One (prompt, target) item; ``item_id`` is unique within its source."""
-
-    item_id: str
-    prompt: str
-    target: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"item_id": self.item_id, "prompt": self.prompt, "target": self.target}
-
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Item":
-        return cls(str(row["item_id"]), str(row["prompt"]), str(row["target"]))
+from forgetlab.data.types import Pair
+from forgetlab.train import EncodedItem, encode_requests
 
 
 def split_text(text: str, prompt_words: int) -> tuple[str, str] | None:
@@ -45,22 +28,22 @@ def split_text(text: str, prompt_words: int) -> tuple[str, str] | None:
 def row_item(
     row: dict[str, Any], item_id: str, origin: str, prompt_words: int,
     prompt_field: str = "prompt", target_field: str = "target", text_field: str = "text",
-) -> Item | None:
+) -> Pair | None:
     """An item from a row with prompt/target fields or a text field (None when too short to split)."""
     if prompt_field in row and target_field in row:
-        return Item(item_id, str(row[prompt_field]), str(row[target_field]))
+        return Pair(item_id, str(row[prompt_field]), str(row[target_field]))
     if text_field in row:
         pair = split_text(str(row[text_field]), prompt_words)
-        return Item(item_id, *pair) if pair else None
+        return Pair(item_id, *pair) if pair else None
     raise ValueError(f"{origin}: expected fields {prompt_field!r} and {target_field!r}, or {text_field!r}; found {sorted(row)}")
 
 
-def _inline_items(spec: InlineSource, need: int, seed: int) -> list[Item | None]:
+def _inline_items(spec: InlineSource, need: int, seed: int) -> list[Pair | None]:
     rows = [{"text": r} if isinstance(r, str) else r for r in spec.items]
     return [row_item(r, f"inline-{i}", f"inline item {i}", spec.prompt_words) for i, r in enumerate(rows)]
 
 
-def _file_items(spec: FileSource, need: int, seed: int) -> list[Item | None]:
+def _file_items(spec: FileSource, need: int, seed: int) -> list[Pair | None]:
     from forgetlab.data.records import read_table_file
 
     fields = (spec.prompt_field, spec.target_field, spec.text_field)
@@ -68,29 +51,29 @@ def _file_items(spec: FileSource, need: int, seed: int) -> list[Item | None]:
     return [row_item(rec.doc, f"row-{i}", rec.origin, spec.prompt_words, *fields) for i, rec in enumerate(rows)]
 
 
-def _corpus_items(spec: CorpusSource, need: int, seed: int) -> list[Item | None]:
+def _corpus_items(spec: CorpusSource, need: int, seed: int) -> list[Pair | None]:
     from forgetlab.data.corpus import CorpusSpec, load_corpus
 
     corpus = load_corpus(CorpusSpec.model_validate(spec.corpus))
-    return [Item(p.pair_id, p.prompt, p.target) for p in corpus.split(spec.split)]
+    return [Pair(p.pair_id, p.prompt, p.target) for p in corpus.split(spec.split)]
 
 
-def _task_items(spec: TaskSource, need: int, seed: int) -> list[Item | None]:
+def _task_items(spec: TaskSource, need: int, seed: int) -> list[Pair | None]:
     from forgetlab.data.prepare import prepare_task
     from forgetlab.data.tasks import load_task_docs
 
     docs = load_task_docs(spec.task, source=spec.source, data_root=spec.root, hub_path=spec.hub_path, files=spec.files)
     prepared = prepare_task(docs, finetune_size=need, forget_size=0, validation_size=0, test_size=0, seed=seed)
-    return [Item(f"{spec.task}-{d.doc_id}", *d.request(d.gold)) for d in prepared.finetune]
+    return [Pair(f"{spec.task}-{d.doc_id}", *d.request(d.gold)) for d in prepared.finetune]
 
 
 #: Each source kind's items, from its spec, how many items the sets need of it, and the seed.
-SOURCE_ITEMS: dict[str, Callable[[Any, int, int], list[Item | None]]] = {
+SOURCE_ITEMS: dict[str, Callable[[Any, int, int], list[Pair | None]]] = {
     "inline": _inline_items, "file": _file_items, "corpus": _corpus_items, "task": _task_items,
 }
 
 
-def load_source(spec: SourceSpec, need: int, seed: int) -> list[Item]:
+def load_source(spec: SourceSpec, need: int, seed: int) -> list[Pair]:
     """A source's usable items: non-empty targets, within ``max_chars``, first of each duplicate kept."""
     raw = SOURCE_ITEMS[spec.kind](spec, need, seed)
     seen: set[tuple[str, str]] = set()
@@ -105,7 +88,7 @@ def load_source(spec: SourceSpec, need: int, seed: int) -> list[Item]:
     return items
 
 
-def build_sets(config: UnlearnConfig) -> dict[str, list[Item]]:
+def build_sets(config: UnlearnConfig) -> dict[str, list[Pair]]:
     """Seeded, disjoint slices of each source for the sets, in the order forget, holdout, retain, utility.
 
     No (prompt, target) text goes into two sets, even from different sources.
@@ -120,9 +103,9 @@ def build_sets(config: UnlearnConfig) -> dict[str, list[Item]]:
         random.Random(f"unlearn:{config.seed}:{name}").shuffle(items)
         pools[name] = iter(items)
     used: set[str] = set()
-    sets: dict[str, list[Item]] = {}
+    sets: dict[str, list[Pair]] = {}
     for set_name, spec in named.items():
-        taken: list[Item] = []
+        taken: list[Pair] = []
         for item in pools[spec.source]:
             key = " ".join((item.prompt + item.target).split())
             if key not in used:
@@ -139,34 +122,23 @@ def build_sets(config: UnlearnConfig) -> dict[str, list[Item]]:
     return sets
 
 
-def sets_to_stage(sets: dict[str, list[Item]]) -> dict[str, Any]:
+def sets_to_stage(sets: dict[str, list[Pair]]) -> dict[str, Any]:
     """The payload of the ``data`` stage: each set's items as rows."""
     return {name: [item.to_dict() for item in items] for name, items in sets.items()}
 
 
-def sets_from_stage(payload: dict[str, Any]) -> dict[str, list[Item]]:
+def sets_from_stage(payload: dict[str, Any]) -> dict[str, list[Pair]]:
     """The sets of a saved ``data`` stage (its other keys, e.g. ``seconds``, left out)."""
-    return {name: [Item.from_dict(row) for row in rows] for name, rows in payload.items() if name in SET_ORDER}
+    return {name: [Pair.from_dict(row) for row in rows] for name, rows in payload.items() if name in SET_ORDER}
 
 
-def encode_item(tokenizer: Any, item: Item, continuations: Sequence[str], gold: int, max_length: int) -> EncodedItem:
-    """Token ids of the prompt followed by each continuation, tokenised like the scoring engine."""
-    sequences, starts = [], []
-    for continuation in continuations:
-        ctx, cont = encode_pair(tokenizer, item.prompt, continuation)
-        if len(ctx) + len(cont) > max_length:
-            raise ValueError(f"item {item.item_id}: {len(ctx) + len(cont)} tokens, longer than the model's {max_length}")
-        sequences.append(ctx + cont)
-        starts.append(len(ctx))
-    return EncodedItem(item.item_id, sequences, starts, gold)
-
-
-def training_items(tokenizer: Any, items: Sequence[Item], method: Method | None, seed: int, max_length: int) -> list[EncodedItem]:
+def training_items(tokenizer: Any, items: Sequence[Pair], method: Method | None, seed: int, max_length: int) -> list[EncodedItem]:
     """What a method trains on: its ``pair_targets`` (refusals, preference pairs); None: the targets themselves."""
     encoded = []
     for item in items:
-        continuations, gold = method.pair_targets(item.item_id, item.target, seed) if method else ([item.target], 0)
-        encoded.append(encode_item(tokenizer, item, continuations, gold, max_length))
+        continuations, gold = method.pair_targets(item.pair_id, item.target, seed) if method else ([item.target], 0)
+        requests = [(item.prompt, continuation) for continuation in continuations]
+        encoded.append(encode_requests(tokenizer, item.pair_id, requests, gold, max_length))
     return encoded
 
 

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.experiments.unlearn.config import SelectSpec, UnlearnConfig
-from forgetlab.experiments.unlearn.data import Item
+from forgetlab.data.types import Pair
 from forgetlab.metrics.extraction import exact_memorization, prefix_match, verbatim_match
 from forgetlab.metrics.mia import TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.models import ModelSpec, load_model
@@ -56,7 +56,7 @@ def set_metrics(stats: Sequence[TokenScores]) -> dict[str, float]:
 class EvalSet:
     """An evaluation set: its items, encoded (one sequence each), and the target texts and tokens."""
 
-    items: list[Item]
+    items: list[Pair]
     encoded: list[EncodedItem]
 
     @property
@@ -189,7 +189,7 @@ class Evaluator:
 
     def _token_scores(self, eval_set: EvalSet, name: str) -> list[TokenScores]:
         """Per-token statistics of each item's target (the scoring engine's ``token_scores``)."""
-        names = [f"{name} item {item.item_id}" for item in eval_set.items]
+        names = [f"{name} item {item.pair_id}" for item in eval_set.items]
         return self._scorer(self.runner.model, self.runner.tokenizer).token_scores(eval_set.requests, names=names, desc=name)
 
     def _extraction(self) -> dict[str, np.ndarray]:
@@ -253,7 +253,7 @@ class Evaluator:
         rows = []
         for name, columns in per_item.items():
             for i, item in enumerate(self.sets[name].items):
-                row = {"stage": "unlearn", "step": step, "split": name, "item_id": item.item_id}
+                row = {"stage": "unlearn", "step": step, "split": name, "item_id": item.pair_id}
                 row.update({key: float(values[i]) for key, values in columns.items()})
                 rows.append(row)
         return rows

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.unlearn.config import ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import (
-    Item, build_sets, sets_from_stage, sets_to_stage, training_items,
+    Pair, build_sets, sets_from_stage, sets_to_stage, training_items,
 )
 from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names
 from forgetlab.experiments.unlearn.summary import summarize, timings
@@ -80,13 +80,13 @@ class UnlearnRunner(StagedRunner):
                         old.unlink()
         self.accelerator.wait_for_everyone()
 
-    def eval_set(self, items: list[Item], max_length: int) -> EvalSet:
+    def eval_set(self, items: list[Pair], max_length: int) -> EvalSet:
         """Items encoded for scoring (each its own target)."""
         return EvalSet(items, training_items(self.tokenizer, items, None, self.config.seed, max_length))
 
     # --- stages --------------------------------------------------------------------------------------
 
-    def _learn(self, sets: dict[str, list[Item]]) -> dict[str, Any]:
+    def _learn(self, sets: dict[str, list[Pair]]) -> dict[str, Any]:
         """Fine-tune on forget ∪ retain; keep the weights as the original model of the unlearning stage.
 
         With ``learn.share`` the weights and payload are also kept under ``<runs dir>/shared-learn/<key>``
@@ -128,7 +128,7 @@ class UnlearnRunner(StagedRunner):
         self.accelerator.wait_for_everyone()
         return dict(json.loads((shared / "payload.json").read_text()), shared=key)
 
-    def _unlearn(self, sets: dict[str, list[Item]]) -> dict[str, Any]:
+    def _unlearn(self, sets: dict[str, list[Pair]]) -> dict[str, Any]:
         """Unlearn with the configured method, evaluating and selecting along the way."""
         self.load(learned=self.config.learn is not None)
         spec, seed = self.config.forget, self.config.seed
@@ -192,7 +192,7 @@ def _loss_row(stage: str, step: int, loss: float) -> dict[str, Any]:
 # --- the learning stage, shared between runs ---------------------------------------------------------
 
 
-def learn_key(config: UnlearnConfig, pool: Sequence[Item], world_size: int = 1) -> str:
+def learn_key(config: UnlearnConfig, pool: Sequence[Pair], world_size: int = 1) -> str:
     """What determines the learned weights (SHA-256): model (spec and identity), learning spec, seed, world
     size, the items learned and :data:`~forgetlab.identity.RESULTS_VERSION`."""
     canonical = json.dumps(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from forgetlab.experiments.unlearn.config import UnlearnConfig
-from forgetlab.experiments.unlearn.data import Item
+from forgetlab.data.types import Pair
 
 #: The short names of the headline numbers and the metric keys they show.
 HEADLINE = {
@@ -37,7 +37,7 @@ def timings(unlearn: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def summarize(config: UnlearnConfig, run_id: str, sets: dict[str, list[Item]], learn: dict[str, Any] | None,
+def summarize(config: UnlearnConfig, run_id: str, sets: dict[str, list[Pair]], learn: dict[str, Any] | None,
               unlearn: dict[str, Any]) -> dict[str, Any]:
     """``summary.json``: the method, sizes, and the metrics at the start, the end and the selected step (no timings:
     identical runs give byte-identical summaries)."""
