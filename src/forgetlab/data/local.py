@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from forgetlab.data.records import (
     Record,
@@ -201,15 +201,21 @@ def _aligned(records: list[Any], labels: list[str], data_path: Path, label_path:
         )
 
 
-def piqa(data_path: Path, label_path: Path) -> list[Record]:
-    """PIQA ``valid.jsonl`` (goal, sol1, sol2) + line-aligned ``valid-labels.lst`` (0/1)."""
+def labelled_rows(data_path: Path, label_path: Path) -> Iterator[tuple[Record, str, str]]:
+    """Each row of a jsonl file with its line-aligned label: ``(record, label, "<label file> line <n>")``."""
     rows = read_jsonl(data_path)
     labels = read_lines(label_path)
     _aligned(rows, labels, data_path, label_path)
+    for i, (record, label) in enumerate(zip(rows, labels)):
+        yield record, label.strip(), f"{label_path} line {i + 1}"
+
+
+def piqa(data_path: Path, label_path: Path) -> list[Record]:
+    """PIQA ``valid.jsonl`` (goal, sol1, sol2) + line-aligned ``valid-labels.lst`` (0/1)."""
     out = []
-    for i, ((row, origin), label) in enumerate(zip(rows, labels)):
+    for (row, origin), label, label_origin in labelled_rows(data_path, label_path):
         doc = pick(row, ("goal", "sol1", "sol2"), origin)
-        doc["label"] = map_label(label.strip(), {"0": 0, "1": 1}, "label", f"{label_path} line {i + 1}")
+        doc["label"] = map_label(label, {"0": 0, "1": 1}, "label", label_origin)
         out.append(Record(doc, origin))
     return out
 
@@ -261,18 +267,13 @@ def wic(data_path: Path, gold_path: Path) -> list[Record]:
 
 def winogrande(data_path: Path, label_path: Path) -> list[Record]:
     """WinoGrande original jsonl (qID, sentence, option1, option2, answer) checked against ``*-labels.lst``."""
-    rows = read_jsonl(data_path)
-    labels = read_lines(label_path)
-    _aligned(rows, labels, data_path, label_path)
     out = []
-    for i, ((row, origin), label) in enumerate(zip(rows, labels)):
+    for (row, origin), label, label_origin in labelled_rows(data_path, label_path):
         doc = pick(row, ("sentence", "option1", "option2", "answer"), origin)
         doc["answer"] = str(doc["answer"])
         map_label(doc["answer"], {"1": 0, "2": 1}, "answer", origin)
-        if doc["answer"] != label.strip():
-            raise data_error(
-                origin, f"field 'answer' is {doc['answer']!r} but {label_path} line {i + 1} says {label.strip()!r}"
-            )
+        if doc["answer"] != label:
+            raise data_error(origin, f"field 'answer' is {doc['answer']!r} but {label_origin} says {label!r}")
         if "_" not in doc["sentence"]:
             raise data_error(origin, "field 'sentence' has no '_' blank")
         out.append(Record(doc, origin))

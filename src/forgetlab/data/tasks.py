@@ -60,6 +60,17 @@ class SyntheticSource:
     seed: int = 0
 
 
+def _text_or_index(spec: Template, doc: dict) -> str | int:
+    """lm-eval's ``doc_to_text``/``doc_to_target`` rule: a constant int, a callable, a field name, or a Jinja
+    template whose all-digit rendering becomes an int."""
+    if isinstance(spec, int) or callable(spec):
+        return spec if isinstance(spec, int) else spec(doc)
+    if spec in doc:
+        return doc[spec]
+    text = render_template(spec, doc)
+    return ast.literal_eval(text) if text.isdigit() else text
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One multiple-choice task in lm-eval terms, plus where to find its data.
@@ -105,13 +116,7 @@ class TaskSpec:
     # ------------------------------------------------------------------ lm-eval style rendering
     def doc_text(self, doc: dict) -> str | int:
         """lm-eval ``doc_to_text``: the prompt (or the gold index for multiple-input tasks)."""
-        spec = self.doc_to_text
-        if isinstance(spec, int) or callable(spec):
-            return spec if isinstance(spec, int) else spec(doc)
-        if spec in doc:
-            return doc[spec]
-        text = render_template(spec, doc)
-        return ast.literal_eval(text) if text.isdigit() else text
+        return _text_or_index(self.doc_to_text, doc)
 
     def doc_choices(self, doc: dict) -> list[str]:
         """lm-eval ``doc_to_choice``: the answer options (or the contexts, for multiple-input tasks)."""
@@ -126,13 +131,7 @@ class TaskSpec:
 
     def doc_target(self, doc: dict) -> int | str:
         """lm-eval ``doc_to_target``: the gold index, or the gold choice text (or shared continuation)."""
-        spec = self.doc_to_target
-        if isinstance(spec, int) or callable(spec):
-            return spec if isinstance(spec, int) else spec(doc)
-        if spec in doc:
-            return doc[spec]
-        text = render_template(spec, doc)
-        return ast.literal_eval(text) if text.isdigit() else text
+        return _text_or_index(self.doc_to_target, doc)
 
     def to_mcdoc(self, doc: dict, doc_id: str, origin: str = "") -> MCDoc:
         """Render one HF-layout doc into its lm-eval loglikelihood requests.
@@ -342,31 +341,15 @@ def task_input_files(
     return []
 
 
-def load_task_docs(
-    name: str,
-    *,
-    source: str = "auto",
-    data_root: str | Path | None = None,
-    hub_path: str | None = None,
-    files: Mapping[str, str | Path] | None = None,
-    synthetic_sizes: Mapping[str, int] | None = None,
-    synthetic_seed: int | None = None,
-) -> dict[str, list[MCDoc]]:
-    """A task's items as :class:`MCDoc` requests, per original split (``"train"``, ``"validation"``, ``"test"``).
+def load_task_docs(name: str, **where: Any) -> dict[str, list[MCDoc]]:
+    """A task's items as :class:`MCDoc` requests, per original split (``"train"``, ``"validation"``, ``"test"``);
+    ``where`` are :func:`load_task_records`'s options (source, data_root, hub_path, files, synthetic_*).
 
     Each doc gets a stable ``doc_id`` ``"<split>-<row index>"``. Bad input raises one ValueError
     naming the file, line/row and field; an unknown task raises KeyError listing known tasks.
     """
     spec = get_task(name)
-    records = load_task_records(
-        name,
-        source=source,
-        data_root=data_root,
-        hub_path=hub_path,
-        files=files,
-        synthetic_sizes=synthetic_sizes,
-        synthetic_seed=synthetic_seed,
-    )
+    records = load_task_records(name, **where)
     return {
         split: [spec.to_mcdoc(r.doc, f"{split}-{i}", r.origin) for i, r in enumerate(rows)]
         for split, rows in records.items()

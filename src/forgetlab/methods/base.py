@@ -87,8 +87,8 @@ class Method:
     pairwise: ClassVar[bool] = False
     #: The ``loss`` modes the method works with; the constructor refuses the others.
     supported_losses: ClassVar[tuple[LossMode, ...]] = ("answer", "full", "choice")
-    #: λ and kind (``nll`` or ``kl``) of the retain term of :func:`forgetlab.methods.grad_diff.retain_term`;
-    #: set per instance by :func:`~forgetlab.methods.grad_diff.configure_retain` (λ = 0: no retain term).
+    #: λ and kind (``nll`` or ``kl``) of the retain term of :func:`forgetlab.methods.retain.retain_term`;
+    #: set per instance by :func:`~forgetlab.methods.retain.configure_retain` (λ = 0: no retain term).
     retain_weight: float = 0.0
     retain_kind: str = "nll"
     #: True for methods that always train on a wrong answer: forgetting pushes accuracy towards 0 rather than

@@ -9,69 +9,17 @@ with ``R`` the retain NLL (``retain_loss: nll``, default) or the KL divergence f
 original model ``KL(p_ref ‖ p_θ)`` on the retain batch (``retain_loss: kl``; loads the reference).
 Sign convention: the returned value is minimised, so its forget part is the *negated* NLL.
 
-This module also holds the retain term every other unlearning method reuses (:func:`configure_retain`,
-:func:`retain_term`).
+The retain term is :mod:`forgetlab.methods.retain` (every unlearning method can add it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from forgetlab.methods.base import METHODS, Batch, Method, token_nll
-
-RetainLoss = Literal["nll", "kl"]
-
-
-def configure_retain(method: Method, weight: float, kind: str) -> None:
-    """Set a method's retain options and, per instance, whether it needs retain batches and a reference.
-
-    ``weight`` is λ (0 disables the term); ``kind`` is ``nll`` or ``kl`` (the latter needs the reference).
-    """
-    if kind not in ("nll", "kl"):
-        raise ValueError(f"method {method.name}: retain_loss must be 'nll' or 'kl', got {kind!r}")
-    if weight < 0:
-        raise ValueError(f"method {method.name}: retain_weight must be >= 0, got {weight}")
-    method.retain_weight = float(weight)
-    method.retain_kind = kind
-    method.needs_retain = weight > 0
-    method.needs_reference = type(method).needs_reference or (weight > 0 and kind == "kl")
-
-
-def kl_to_reference(model: torch.nn.Module, reference: torch.nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
-    """``KL(p_ref ‖ p_θ)`` of the next-token distributions at the labelled positions.
-
-    Per position ``t``: ``Σ_v p_ref(v|x<t) (log p_ref(v|x<t) − log p_θ(v|x<t))``; ``mean``: averaged over
-    the batch's labelled positions, ``sum``: summed per sequence and averaged over sequences
-    (the same reductions as :func:`forgetlab.methods.base.token_nll`).
-    """
-    mask = batch.labels[:, 1:] != -100
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    with torch.no_grad():
-        ref_logits = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    logp = torch.log_softmax(logits[mask].float(), dim=-1)
-    ref_logp = torch.log_softmax(ref_logits[mask].float(), dim=-1)
-    per_position = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
-    if reduction == "sum":
-        rows = torch.zeros(mask.shape, dtype=per_position.dtype, device=per_position.device)
-        rows[mask] = per_position
-        return rows.sum(-1).mean()
-    return per_position.sum() / mask.sum().clamp(min=1)
-
-
-def retain_term(method: Method, model: torch.nn.Module, retain: Batch | None) -> torch.Tensor:
-    """``λ · R(retain)`` for a method set up by :func:`configure_retain` (0 when λ = 0)."""
-    weight = method.retain_weight
-    if weight == 0:
-        return torch.zeros((), device=next(model.parameters()).device)
-    if retain is None:
-        raise ValueError(f"method {method.name}: retain_weight > 0 but no retain batch was given")
-    if method.retain_kind == "kl":
-        if method.reference is None:
-            raise ValueError(f"method {method.name}: retain_loss 'kl' needs the reference model (attach_reference)")
-        return weight * kl_to_reference(model, method.reference, retain, method.reduction)
-    return weight * token_nll(model, retain, method.reduction)
+from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
 
 
 @METHODS.register("grad_diff")

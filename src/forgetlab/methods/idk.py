@@ -20,7 +20,7 @@ import torch
 
 from forgetlab.data.types import MCDoc
 from forgetlab.methods.base import METHODS, Batch, Method, stable_unit, token_nll
-from forgetlab.methods.grad_diff import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
 
 DEFAULT_REFUSALS = (
     "I don't know.",

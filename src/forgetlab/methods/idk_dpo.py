@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from forgetlab.data.types import MCDoc
 from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.grad_diff import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
 from forgetlab.methods.idk import RefusalMixin, pick_refusal
 from forgetlab.methods.npo import reference_logprobs
 

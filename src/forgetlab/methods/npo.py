@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.grad_diff import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
 
 
 def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:

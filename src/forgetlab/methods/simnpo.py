@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.grad_diff import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
 
 
 def simnpo_loss(logp: torch.Tensor, n_tokens: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
