@@ -3,7 +3,7 @@
 import pytest
 
 from forgetlab.experiments.forget_generalization.evaluate import TaskEvaluation, label_accuracy
-from forgetlab.metrics.stats import bootstrap_ci
+from forgetlab.stats import bootstrap_ci
 from forgetlab.scoring import MCScore
 from forgetlab.train import StageResult
 from tests.conftest import make_docs

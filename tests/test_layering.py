@@ -12,7 +12,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "forgetlab"
 
 FLOORS = {
-    "registry": 0, "identity": 0, "interrupt": 0,
+    "registry": 0, "identity": 0, "interrupt": 0, "stats": 0,
     "config": 1, "models": 1, "scratch_model": 1,
     "data": 2, "store": 2,
     "methods": 3, "scoring": 3,

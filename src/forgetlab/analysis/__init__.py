@@ -2,7 +2,7 @@
 
 Nothing here loads a model or touches files: the pipeline hands in accuracies, confidences, hidden states
 and trajectories, and gets back plain JSON-serialisable Python values (floats, ints, lists, dicts, with
-None wherever a statistic is undefined). :mod:`~forgetlab.analysis.stats` holds the correlation and AUC
+None wherever a statistic is undefined). :mod:`~forgetlab.stats` holds the correlation and AUC
 helpers with bootstrap intervals; :mod:`~forgetlab.analysis.predictors` asks whether difficulty,
 confidence or hidden-state variance predict forgetting (across tasks and across items);
 :mod:`~forgetlab.analysis.probes` fits linear probes on hidden states ("forgetting is shallow");

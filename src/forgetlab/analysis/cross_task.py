@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 
-from forgetlab.analysis.stats import optional_float
+from forgetlab.stats import optional_float
 
 CHANCE = 0.5
 GUARD = 0.01

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Sequence
 
-from forgetlab.analysis.stats import correlation
+from forgetlab.stats import correlation
 
 DEFAULT_THRESHOLD = 0.6
 DIRECTIONS = ("up", "down")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from forgetlab.analysis.stats import auc_with_ci, correlation, optional_float
+from forgetlab.stats import auc_with_ci, correlation, optional_float
 
 DEFAULT_PREDICTORS = ("difficulty", "confidence_pretrained", "confidence_finetuned", "hidden_variance")
 
@@ -99,7 +99,7 @@ def item_predictor_aucs(predictors: dict[str, Sequence[float]], correct_finetune
     """Per predictor, how well its per-item values separate forgotten from kept items.
 
     Only items correct after fine-tuning count (an item never known cannot be forgotten). The result per
-    predictor is :func:`~forgetlab.analysis.stats.auc_with_ci` with forgotten items as positives: AUC > 0.5
+    predictor is :func:`~forgetlab.stats.auc_with_ci` with forgotten items as positives: AUC > 0.5
     means forgotten items have *higher* values; ≈ 0.5 means the predictor does not tell which items go.
     """
     indices, forgotten = forgotten_labels(correct_finetuned, correct_forgotten)
@@ -126,7 +126,7 @@ def _paired(per_task: dict[str, dict[str, Any]], predictor: str, target: str) ->
 def predictor_correlations(per_task: dict[str, dict[str, Any]], target: str = "forget_ratio",
                            predictors: Sequence[str] = DEFAULT_PREDICTORS, *, n_resamples: int = 2000,
                            seed: int = 0, exclude: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    """Across tasks, :func:`~forgetlab.analysis.stats.correlation` of each predictor with ``target``.
+    """Across tasks, :func:`~forgetlab.stats.correlation` of each predictor with ``target``.
 
     ``per_task`` maps a task name to its numbers (``{"forget_ratio": ..., "difficulty": ..., ...}``). Tasks
     named in ``exclude`` (e.g. not learned) never count; tasks whose target or predictor is missing, None

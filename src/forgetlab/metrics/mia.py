@@ -26,7 +26,7 @@ indistinguishable. TPR at a fixed FPR (Carlini et al. 2022, "Membership Inferenc
 Principles") is the largest true-positive rate among ROC points with ``FPR ≤`` the target (``≤``: the
 target is an upper bound, so 1 false positive among 100 non-members is allowed at 1 %). LiRA's code
 (``tpr[np.where(fpr < .001)[0][-1]]``) uses a strict ``<``; the two differ only when an ROC point has
-FPR exactly equal to the target, and :func:`tpr_at_fpr` gives LiRA's number with ``strict=True``.
+FPR exactly equal to the target, and :func:`forgetlab.stats.tpr_at_fpr` gives LiRA's number with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import zlib
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from forgetlab.scoring import TokenScores
+from forgetlab.stats import bootstrap_auc_ci, roc_auc, tpr_at_fpr
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "ref")
 TPR_AT = {"tpr_1pct": 0.01, "tpr_0.1pct": 0.001}
@@ -125,66 +125,6 @@ def attack_scores(stats: Sequence[TokenScores], texts: Sequence[str], k: float,
     if reference_losses is not None:
         scores["ref"] = [reference_score(item_loss(s), r) for s, r in zip(stats, reference_losses)]
     return {name: np.asarray(values, dtype=float) for name, values in scores.items()}
-
-
-# ------------------------------------------------------------------------- ROC statistics
-
-
-def _labels_scores(members: Sequence[float], nonmembers: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    m, n = np.asarray(members, dtype=float), np.asarray(nonmembers, dtype=float)
-    if m.size == 0 or n.size == 0:
-        raise ValueError(f"need members and non-members, got {m.size} and {n.size}")
-    if not (np.isfinite(m).all() and np.isfinite(n).all()):
-        raise ValueError("membership scores must be finite")
-    return np.concatenate([np.ones(m.size), np.zeros(n.size)]), np.concatenate([m, n])
-
-
-def roc_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
-    """``P(member > non-member) + ½ P(tie)`` by average ranks (Mann–Whitney U / (n_m · n_n))."""
-    labels, scores = _labels_scores(members, nonmembers)
-    ranks = rankdata(scores)
-    n_m = int(labels.sum())
-    n_n = labels.size - n_m
-    return float((ranks[labels == 1].sum() - n_m * (n_m + 1) / 2) / (n_m * n_n))
-
-
-def roc_curve(members: Sequence[float], nonmembers: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` at every distinct score, highest first, starting at (0, 0) with
-    threshold +inf (scikit-learn's ``roc_curve(..., drop_intermediate=False)``); "member" is ``score ≥ threshold``."""
-    labels, scores = _labels_scores(members, nonmembers)
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    tps = np.cumsum(labels)[last]
-    fps = (last + 1) - tps
-    tpr = np.r_[0.0, tps / labels.sum()]
-    fpr = np.r_[0.0, fps / (labels.size - labels.sum())]
-    return fpr, tpr, np.r_[np.inf, scores[last]]
-
-
-def tpr_at_fpr(members: Sequence[float], nonmembers: Sequence[float], max_fpr: float, *, strict: bool = False) -> float:
-    """The largest TPR among ROC points with ``FPR ≤ max_fpr`` (``strict``: ``FPR < max_fpr``, as LiRA's code).
-
-    The point (0, 0) is always on the curve, so the result is 0 when no threshold qualifies.
-    """
-    fpr, tpr, _ = roc_curve(members, nonmembers)
-    return float(tpr[(fpr < max_fpr) if strict else (fpr <= max_fpr)].max())
-
-
-def bootstrap_auc_ci(members: Sequence[float], nonmembers: Sequence[float], *, n_resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile interval of the AUC, members and non-members resampled separately (stratified)."""
-    if n_resamples <= 0:
-        return None
-    m, n = np.asarray(members, dtype=float), np.asarray(nonmembers, dtype=float)
-    rng = np.random.default_rng(seed)
-    mi = m[rng.integers(0, m.size, size=(n_resamples, m.size))]
-    ni = n[rng.integers(0, n.size, size=(n_resamples, n.size))]
-    ranks = rankdata(np.concatenate([mi, ni], axis=1), axis=1)
-    aucs = (ranks[:, : m.size].sum(axis=1) - m.size * (m.size + 1) / 2) / (m.size * n.size)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(aucs, [alpha, 1 - alpha])
-    return float(low), float(high)
 
 
 def mia_summary(members: Sequence[float], nonmembers: Sequence[float], *, n_resamples: int = 1000,

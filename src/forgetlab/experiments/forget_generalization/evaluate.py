@@ -11,7 +11,7 @@ from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.data.types import MCDoc
 from forgetlab.metrics.forgetting import accuracy
-from forgetlab.metrics.stats import bootstrap_ci
+from forgetlab.stats import bootstrap_ci
 from forgetlab.scoring import MCScore, Scorer, score_mc
 from forgetlab.train import EvalFn, StageResult
 

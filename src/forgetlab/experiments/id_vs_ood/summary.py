@@ -16,7 +16,7 @@ from forgetlab.experiments.id_vs_ood.data import IdVsOodData
 from forgetlab.experiments.id_vs_ood.jobs import TERCILE_LABELS, Job, item_factors
 from forgetlab.experiments.id_vs_ood.stopping import Criterion, unseen_exposure
 from forgetlab.metrics.exposure import LOG2_E, Convention, expected_unseen_exposure, exposure_rank, fit_skewnorm
-from forgetlab.metrics.stats import bootstrap_ci
+from forgetlab.stats import bootstrap_ci
 
 TRAINING_KEYS = ("steps", "items", "forget_items", "stand_in_items", "tokens", "target_tokens")
 
