@@ -12,5 +12,5 @@ def test_metric_names_follow_the_config():
     raw = unlearn_raw_config()
     del raw["sets"]["holdout"]
     raw["mia"] = {"bootstrap": 0}
-    raw["select"] = {"objective": "forget/loss", "mode": "max"}
+    raw["select"] = {"objective": "forget/loss"}
     assert not any(n.startswith("mia/") for n in metric_names(build_config(raw)))

@@ -46,7 +46,7 @@ def test_validation_errors_name_the_field():
 def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path):
     raw = unlearn_raw_config(max_steps=4, eval_every=1, lr=5e-4)
     raw["learn"] = {"lr": 1e-2, "max_steps": 3, "batch_size": 8}
-    raw["select"] = {"objective": "forget/loss", "mode": "max", "constraints": [{"metric": "utility/loss", "max_rel": 1.04}]}
+    raw["select"] = {"objective": "forget/loss", "constraints": [{"metric": "utility/loss", "max_rel": 1.04}]}
     config = build_config(raw)
     run = run_experiment(config, tmp_path)
     summary = json.loads((run.dir / "summary.json").read_text())

@@ -53,6 +53,8 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy.stats import skewnorm
 
+from forgetlab.metrics.registry import register_metric
+
 LOG2_E = math.log2(math.e)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 Convention = Literal["forgetlab", "tf_privacy"]
@@ -157,3 +159,7 @@ def describe(values: Sequence[float], prefix: str = "") -> dict[str, float]:
     for q, value in zip(QUANTILES, np.quantile(data, QUANTILES)):
         out[f"{prefix}q{int(round(q * 100))}"] = float(value)
     return out
+
+
+register_metric("exposure", "lower", "Carlini et al. 2019 (The Secret Sharer)", "log2 |R| - log2 rank of a canary among never-inserted references (bits)")
+register_metric("genex", "lower", "Baluta et al. 2024", "generalized exposure: ll_model - ll_reference of an item (nats; <= 0: no more than a model never trained on it)")

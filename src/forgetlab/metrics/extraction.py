@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from forgetlab.metrics.registry import register_metric
+
 
 def exact_memorization(greedy: Sequence[np.ndarray]) -> np.ndarray:
     """Per item: the mean of its per-token "argmax == target" flags."""
@@ -50,3 +52,8 @@ def prefix_match(generated: Sequence[Sequence[int]], targets: Sequence[Sequence[
             n += 1
         out.append(n / len(t))
     return np.asarray(out)
+
+
+register_metric("token_acc", "lower", "Tirumala et al. 2022 (exact memorization)", "share of target tokens that are the greedy prediction given the true prefix")
+register_metric("verbatim", "lower", "Carlini et al. 2021/2023 (extractable memorization)", "greedy generation reproduces the whole target (share of items)")
+register_metric("prefix_match", "lower", "Carlini et al. 2021/2023", "share of target tokens greedy generation reproduces before its first mismatch")

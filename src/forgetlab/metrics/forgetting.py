@@ -23,6 +23,7 @@ from typing import Sequence
 from pydantic import Field
 
 from forgetlab.config import Spec
+from forgetlab.metrics.registry import register_metric
 
 CHANCE = 0.5
 
@@ -172,3 +173,11 @@ def accuracy(correct: Sequence[bool]) -> float:
     if not correct:
         raise ValueError("accuracy of an empty item list")
     return sum(bool(c) for c in correct) / len(correct)
+
+
+_STUDY_A = "Zhang, Choshen & Andreas 2024 (COLM)"
+register_metric("forget_gap", "lower", _STUDY_A, "held-out accuracy after forgetting minus chance (0.5)")
+register_metric("forget_ratio", "higher", _STUDY_A, "share of the fine-tuned gain over chance that forgetting removed (1: all)")
+for _name, _what in (("acc_pretrained", "pre-trained"), ("acc_finetuned", "fine-tuned"), ("acc_forget_test", "forgotten, held-out")):
+    register_metric(_name, None, _STUDY_A, f"test accuracy of the {_what} model")
+register_metric("acc_forget_train", "closer", _STUDY_A, "forget-set accuracy on the true labels after forgetting (chance 0.5)", 0.5)

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from forgetlab.metrics.registry import register_metric
 from forgetlab.scoring import TokenScores
 from forgetlab.stats import bootstrap_auc_ci, roc_auc, tpr_at_fpr
 
@@ -148,3 +149,20 @@ def evaluate_attacks(members: dict[str, np.ndarray], nonmembers: dict[str, np.nd
         for name in ATTACKS
         if name in members and name in nonmembers
     }
+
+
+def _register_attack_metrics() -> None:
+    sources = {
+        "loss": "Yeom et al. 2018", "zlib": "Carlini et al. 2021", "min_k": "Shi et al. 2024 (Min-K% Prob)",
+        "min_k_pp": "Zhang et al. 2024 (Min-K%++)", "ref": "Carlini et al. 2021; Mireshghallah et al. 2022",
+    }
+    for attack, source in sources.items():
+        register_metric(f"{attack}_auc", "closer", source, f"ROC-AUC of the {attack} attack, forget vs holdout (0.5: indistinguishable)", 0.5)
+        register_metric(f"{attack}_auc_gap", "lower", source, f"|AUC - 0.5| of the {attack} attack")
+        for stat, fpr in TPR_AT.items():
+            register_metric(f"{attack}_{stat}", "lower", f"{source}; Carlini et al. 2022 (TPR at low FPR)", f"TPR of the {attack} attack at FPR <= {fpr}")
+        for bound in ("auc_ci_low", "auc_ci_high"):
+            register_metric(f"{attack}_{bound}", None, source, f"bound of the 95 % bootstrap interval of the {attack} AUC")
+
+
+_register_attack_metrics()

@@ -187,8 +187,10 @@ class Constraint(Spec):
 class SelectSpec(Spec):
     """Best-checkpoint selection over the evaluated steps."""
 
-    objective: str = Field("mia/loss_auc_gap", description="a metric key, e.g. mia/min_k_pp_auc_gap or forget/loss")
-    mode: Literal["min", "max"] = "min"
+    objective: str = Field(
+        "mia/loss_auc_gap", description="a metric key, e.g. mia/min_k_pp_auc_gap or forget/loss; which way is better "
+        "comes from the metric registry (forgetlab.metrics.registry) and the set's role, never from the recipe",
+    )
     constraints: list[Constraint] = Field(default_factory=list)
     include_start: bool = Field(False, description="the model before unlearning (step 0) may be selected")
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Sequence
 
-
+from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import (
-    SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
+    SET_ORDER,
+    CorpusSource,
+    FileSource,
+    InlineSource,
+    SourceSpec,
+    TaskSource,
+    UnlearnConfig,
 )
 from forgetlab.methods import Method
-from forgetlab.data.types import Pair
 from forgetlab.train import EncodedItem, encode_requests
 
 

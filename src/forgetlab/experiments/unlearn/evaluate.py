@@ -15,16 +15,23 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from forgetlab.experiments.unlearn.config import SelectSpec, UnlearnConfig
 from forgetlab.data.types import Pair
-from forgetlab.metrics.extraction import exact_memorization, prefix_match, verbatim_match
+from forgetlab.experiments.unlearn.config import SelectSpec, UnlearnConfig
+from forgetlab.metrics.extraction import (
+    exact_memorization,
+    prefix_match,
+    verbatim_match,
+)
 from forgetlab.metrics.mia import TPR_AT, attack_scores, evaluate_attacks, item_loss
+from forgetlab.metrics.registry import METRICS, Metric, Role
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.scoring import Scorer, TokenScores, greedy_generate, unwrap_model
 from forgetlab.store import atomic_write_json
 from forgetlab.train import DivergenceError, EncodedItem
 
 SET_METRICS = ("loss", "token_acc", "n")
+#: What each set is for, which decides which way its metrics are better (see :mod:`forgetlab.metrics.registry`).
+SET_ROLES: dict[str, Role] = {"forget": "forget", "holdout": "observe", "retain": "keep", "utility": "keep", "mia": "forget"}
 EXTRACTION_METRICS = ("verbatim", "prefix_match")
 MIA_STATS = ("auc", "auc_gap", *TPR_AT, "auc_ci_low", "auc_ci_high")
 
@@ -40,6 +47,24 @@ def metric_names(config: UnlearnConfig) -> list[str]:
         stats = [s for s in MIA_STATS if config.mia.bootstrap > 0 or not s.startswith("auc_ci")]
         names += [f"mia/{a}_{s}" for a in attacks for s in stats]
     return names
+
+
+def _metric_and_role(key: str) -> tuple[Metric, Role]:
+    set_name, name = key.split("/", 1)
+    return METRICS.get(name), SET_ROLES[set_name]
+
+
+def objective_direction(key: str) -> str | None:
+    """Which way the metric ``<set>/<name>`` is better in this experiment (``higher``/``lower``/``closer``)."""
+    metric, role = _metric_and_role(key)
+    return metric.direction(role)
+
+
+def objective_badness(key: str, value: float) -> float:
+    """How bad ``value`` of the metric ``<set>/<name>`` is for unlearning (lower is better), from the metric
+    registry's direction for that set's role."""
+    metric, role = _metric_and_role(key)
+    return metric.badness(value, role)
 
 
 def set_metrics(stats: Sequence[TokenScores]) -> dict[str, float]:
@@ -95,8 +120,8 @@ class Selection:
         feasible = [h for h in self.state["history"] if h["feasible"]]
         if not feasible:
             return None
-        sign = 1.0 if self.spec.mode == "min" else -1.0
-        return min(feasible, key=lambda h: (sign * h["objective"], h["step"]))  # ties: the earliest step
+        objective = self.spec.objective
+        return min(feasible, key=lambda h: (objective_badness(objective, h["objective"]), h["step"]))  # ties: earliest
 
     def record(self, step: int, metrics: dict[str, float]) -> bool:
         """Add one evaluation; True when it is the new best (its weights should be kept)."""

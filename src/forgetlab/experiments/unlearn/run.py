@@ -15,12 +15,22 @@ from typing import Any, Sequence
 import torch
 from accelerate import Accelerator
 
+from forgetlab.data.types import Pair
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.unlearn.config import ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import (
-    Pair, build_sets, sets_from_stage, sets_to_stage, training_items,
+    build_sets,
+    sets_from_stage,
+    sets_to_stage,
+    training_items,
 )
-from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names
+from forgetlab.experiments.unlearn.evaluate import (
+    EvalSet,
+    Evaluator,
+    Selection,
+    metric_names,
+    objective_badness,
+)
 from forgetlab.experiments.unlearn.summary import summarize, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
@@ -287,6 +297,10 @@ class Unlearn:
         for key in [config.select.objective, *(c.metric for c in config.select.constraints)]:
             if key not in known:
                 raise ValueError(f"select: unknown metric {key!r}; this config records: {', '.join(known)}")
+        try:
+            objective_badness(config.select.objective, 0.0)
+        except ValueError as error:
+            raise ValueError(f"select.objective: {error}") from None
 
     def inputs(self, config: UnlearnConfig) -> Inputs:
         files = [path for source in config.sources.values() for path in source.input_files()]

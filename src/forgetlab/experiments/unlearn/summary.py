@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetlab.experiments.unlearn.config import UnlearnConfig
 from forgetlab.data.types import Pair
+from forgetlab.experiments.unlearn.config import UnlearnConfig
+from forgetlab.experiments.unlearn.evaluate import objective_direction
 
 #: The short names of the headline numbers and the metric keys they show.
 HEADLINE = {
@@ -54,7 +55,7 @@ def summarize(config: UnlearnConfig, run_id: str, sets: dict[str, list[Pair]], l
         "steps": unlearn["steps"],
         "selection": {
             "objective": config.select.objective,
-            "mode": config.select.mode,
+            "better": objective_direction(config.select.objective),
             "constraints": [c.model_dump(exclude_none=True) for c in config.select.constraints],
             "history": unlearn["history"],
             "weights": unlearn["selected_weights"],
