@@ -266,6 +266,8 @@ class Unlearn:
     """The generic unlearning recipe."""
 
     config = UnlearnConfig
+    writes_report = True
+    report_sections = ()  # the generic report: all summary values
 
     def validate(self, config: UnlearnConfig) -> None:
         try:
