@@ -48,7 +48,7 @@ def chromium() -> str:
     return found
 
 
-@pytest.mark.parametrize("experiment", ["forget_generalization", "cross_task", "id_vs_ood"])
+@pytest.mark.parametrize("experiment", ["forget_generalization", "cross_task", "id_vs_ood", "unlearn"])
 def test_report_renders_with_all_images(tmp_path, chromium, experiment):
     """The report of a real run of each experiment (its golden files), every figure included."""
     path = write_run_report(golden_runs(tmp_path)[experiment][0])

@@ -21,6 +21,7 @@ from forgetlab.experiments.unlearn.data import (
     Pair, build_sets, sets_from_stage, sets_to_stage, training_items,
 )
 from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names
+from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
 from forgetlab.experiments.unlearn.summary import summarize, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
@@ -267,7 +268,7 @@ class Unlearn:
 
     config = UnlearnConfig
     writes_report = True
-    report_sections = ()  # the generic report: all summary values
+    report_sections = UNLEARN_SECTIONS
 
     def validate(self, config: UnlearnConfig) -> None:
         try:
