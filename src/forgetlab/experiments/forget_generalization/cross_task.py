@@ -33,8 +33,8 @@ from forgetlab.experiments.forget_generalization.run import ForgetGeneralization
 from forgetlab.experiments.forget_generalization.summary import cell_summary, sweep_summary
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy
-from forgetlab.report.context import Section
 from forgetlab.models import load_model
+from forgetlab.report.context import Section
 from forgetlab.store import Run, RunStore
 from forgetlab.train import train_stage
 
