@@ -1,6 +1,7 @@
 """The command line: last line is the run directory; bad input exits non-zero with one clear error."""
 
 import json
+from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
@@ -8,6 +9,7 @@ from typer.testing import CliRunner
 from forgetlab.cli import app
 from forgetlab.store import RunStore
 from tests.conftest import STUDY_A_RAW
+from tests.report_checks import GOLDEN, assert_numbers_match, catalog, generic_summary, golden_run, golden_runs, make_run, study_a_summary
 
 runner = CliRunner()
 
@@ -64,3 +66,65 @@ def test_registries_are_listed():
     assert "random_label" in runner.invoke(app, ["methods"]).output
     assert "smollm2-135m" in runner.invoke(app, ["models"]).output
     assert "quickstart" in runner.invoke(app, ["recipes"]).output
+
+
+# --- forgetlab report ---------------------------------------------------------------------------------
+
+#: What ``forgetlab report`` redraws for the golden run of each experiment.
+REPORTED = {
+    "forget_generalization": ({"behaviour", "predictors", "items", "probes", "order", "trajectories"}, {"synth_compare_forget_accuracy.png"}),
+    "cross_task": ({"behaviour", "crosstask", "trajectories"}, {"crosstask.png", "synth_compare_forget_accuracy.png"}),  # its Study A run's
+    "id_vs_ood": ({"groups", "claims", "curves", "before"}, {"tradeoff.png"}),
+    "unlearn": ({"headline", "trajectory"}, {"unlearning.png"}),
+}
+
+
+def _report(key, runs):
+    result = runner.invoke(app, ["report", str(key), "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    return Path(result.output.strip().splitlines()[-1])
+
+
+def test_report_redraws_every_experiments_sections(tmp_path):
+    runs = golden_runs(tmp_path)
+    for experiment, (sections, figures) in REPORTED.items():
+        run_dir, summary = runs[experiment]
+        path = _report(run_dir, tmp_path)
+        assert path == (run_dir / "report.html").resolve()
+        parsed = assert_numbers_match(path, summary)
+        drawn = {p.name for p in (run_dir / "report").glob("*.png")}
+        assert sections <= set(parsed.ids) and figures <= drawn and len(parsed.images) == len(drawn), experiment
+
+
+def test_report_of_a_cross_task_cell_is_generic(tmp_path):
+    summary = json.loads((GOLDEN / "cross_task" / "cross_task_cell-synth_arith-synth_compare" / "summary.json").read_text())
+    summary["run"] = "cell-0123456789ab"
+    run_dir = make_run(tmp_path, summary)
+    parsed = assert_numbers_match(_report(run_dir, tmp_path), summary)
+    assert parsed.ids == ["values", "config", "versions", "summary"] and not parsed.images
+
+
+def test_report_by_catalog_id_and_prefix(tmp_path):
+    run_dir, summary = golden_run(tmp_path, "unlearn")
+    for key in (summary["run"], summary["run"][:7]):
+        assert _report(key, tmp_path) == (run_dir / "report.html").resolve()
+    assert_numbers_match(run_dir / "report.html", summary)
+
+
+def test_report_errors(tmp_path):
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["report", "missing", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "not a runs directory" in " ".join(result.output.split())
+    RunStore(runs)
+    result = runner.invoke(app, ["report", "missing", "--runs-dir", str(runs)])
+    assert result.exit_code == 2
+    assert "expected one match" in " ".join(result.output.split())
+    summary = study_a_summary(extras=False, run_id="running-000")
+    run_dir = make_run(runs, summary)
+    (run_dir / "summary.json").unlink()
+    catalog(runs, run_dir, summary, status="running")
+    result = runner.invoke(app, ["report", "running", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "summary.json" in result.output
+    unknown = make_run(runs, dict(generic_summary(), experiment="retired", run="retired-0123456789ab"))
+    result = runner.invoke(app, ["report", str(unknown), "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "unknown experiment 'retired'" in result.output

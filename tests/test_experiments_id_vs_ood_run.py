@@ -61,7 +61,7 @@ def test_tiny_recipe_end_to_end(tmp_path, tiny_id_vs_ood):
     examples = list(read_jsonl(run.dir / "examples.jsonl"))
     baseline = [e for e in examples if e["stage"] == "baseline"]
     assert len(baseline) == 24 and {"memorization", "difficulty", "difficulty_bucket"} <= set(baseline[0])
-    plots = {p.name for p in (run.dir / "plots").iterdir()}
+    plots = {p.name for p in (run.dir / "report").iterdir()}
     assert {"exposure_vs_step.png", "genex_vs_step.png", "tradeoff.png", "utility_vs_step.png", "exposure_before.png",
             "memorization_difficulty.png", "buckets_tradeoff.png"} <= plots
 

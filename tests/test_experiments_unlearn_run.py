@@ -71,6 +71,7 @@ def test_run_records_trajectory_selects_and_keeps_the_selected_weights(tmp_path)
     examples = list(read_jsonl(run.dir / "examples.jsonl"))
     assert {e["split"] for e in examples} == {"forget", "holdout", "retain", "utility"}
     assert {"mia_min_k_pp", "verbatim", "prefix_match", "token_acc"} <= set(next(e for e in examples if e["split"] == "forget"))
+    assert (run.dir / "report" / "unlearning.png").is_file() and 'id="headline"' in (run.dir / "report.html").read_text()
 
     # the kept weights are those of the selected step: re-evaluating them reproduces its metrics
     weights = run.dir / summary["selection"]["weights"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetlab.report.html import write_report
-from tests.test_report import cross_task_summary, generic_summary, make_run, study_a_summary
+from forgetlab.experiments import write_run_report
+from tests.report_checks import golden_runs, make_run, study_a_summary
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_report_render.py"
 
@@ -48,15 +48,16 @@ def chromium() -> str:
     return found
 
 
-@pytest.mark.parametrize("make_summary", [study_a_summary, cross_task_summary, generic_summary], ids=["study_a", "cross_task", "generic"])
-def test_report_renders_with_all_images(tmp_path, chromium, make_summary):
-    path = write_report(make_run(tmp_path, make_summary()))
+@pytest.mark.parametrize("experiment", ["forget_generalization", "cross_task", "id_vs_ood", "unlearn"])
+def test_report_renders_with_all_images(tmp_path, chromium, experiment):
+    """The report of a real run of each experiment (its golden files), every figure included."""
+    path = write_run_report(golden_runs(tmp_path)[experiment][0])
     decoded, total = checker.check(path, chromium)
     assert decoded == total == path.read_text().count("<img ") and total > 0
 
 
 def test_check_catches_a_broken_image(tmp_path, chromium):
-    path = write_report(make_run(tmp_path, study_a_summary(extras=False)))
+    path = write_run_report(make_run(tmp_path, study_a_summary(extras=False)))
     text = path.read_text()
     start = text.index("base64,") + len("base64,")
     broken = tmp_path / "broken.html"
@@ -66,7 +67,7 @@ def test_check_catches_a_broken_image(tmp_path, chromium):
 
 
 def test_script_exit_codes(tmp_path, chromium):
-    path = write_report(make_run(tmp_path, study_a_summary(extras=False)))
+    path = write_run_report(make_run(tmp_path, study_a_summary(extras=False)))
     ok = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
     no_marker = tmp_path / "no_marker.html"

@@ -200,8 +200,9 @@ def report(
     run_key: str = typer.Argument(..., metavar="RUN", help="run id, unique id prefix, or run directory"),
     runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
 ) -> None:
-    """Write a finished run's plots and one self-contained HTML report; the last line printed is its path."""
-    from forgetlab.report.html import write_report
+    """Redraw every figure and table of a finished run (of any experiment) into one self-contained HTML report;
+    the last line printed is its path."""
+    from forgetlab.experiments import write_run_report
     from forgetlab.store import RunStore
 
     path = Path(run_key)
@@ -210,7 +211,7 @@ def report(
             run_dir = path
         else:
             run_dir = RunStore(runs_dir or runs_dir_default(), create=False).find(run_key).dir
-        html_path = write_report(run_dir)
+        html_path = write_run_report(run_dir)
     print(html_path.resolve())
 
 

@@ -1,9 +1,9 @@
 """Experiments; each registers itself (its config class, validation, inputs and runner) in ``EXPERIMENTS``."""
 
-from forgetlab.experiments.base import EXPERIMENTS, run_experiment
+from forgetlab.experiments.base import EXPERIMENTS, run_experiment, write_run_report
 from forgetlab.experiments.recipes import build_config, load_config
 from forgetlab.experiments import forget_generalization  # noqa: F401  (registers itself, cross_task and cross_task_cell)
 from forgetlab.experiments import id_vs_ood  # noqa: F401  (registers itself)
 from forgetlab.experiments import unlearn  # noqa: F401  (registers itself)
 
-__all__ = ["EXPERIMENTS", "build_config", "load_config", "run_experiment"]
+__all__ = ["EXPERIMENTS", "build_config", "load_config", "run_experiment", "write_run_report"]

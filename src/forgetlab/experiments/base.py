@@ -21,6 +21,8 @@ from forgetlab.config import ExperimentConfig
 from forgetlab.identity import RESULTS_VERSION, code_version, input_digests
 from forgetlab.models import ModelSpec, model_config, model_identity
 from forgetlab.registry import Registry
+from forgetlab.report.context import ReportContext, Section
+from forgetlab.report.html import render_report, write_report
 from forgetlab.scoring import Scorer
 from forgetlab.store import Run, RunStore, package_versions
 from forgetlab.train import save_state, trainable_state
@@ -36,9 +38,15 @@ class Inputs:
 
 
 class Experiment(Protocol):
-    """An experiment: its config class, a cheap up-front check of a config, what a run reads, and the run itself."""
+    """An experiment: its config class, a cheap up-front check of a config, what a run reads, the run itself,
+    and what its report shows."""
 
     config: type[ExperimentConfig]
+    #: Whether a finished run writes report.html (False e.g. for the many small cells of a sweep).
+    writes_report: bool
+    #: The experiment's parts of the report, between the generic header and the summary values, config and
+    #: versions (see :mod:`forgetlab.report.context`); ``forgetlab report RUN`` redraws them from the run's files.
+    report_sections: tuple[Section, ...]
 
     def validate(self, config: ExperimentConfig) -> None:
         """Raise one clear error for anything unknown (task, method, ...) before any work starts."""
@@ -48,8 +56,6 @@ class Experiment(Protocol):
 
     def run(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Do the work (skipping finished stages) and return the summary."""
-
-    # An experiment may set ``writes_report = False`` (e.g. the many small cells of a sweep) to skip report.html.
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
@@ -202,8 +208,8 @@ def run_experiment(
         _reject_non_finite(summary)
         if accelerator.is_main_process:
             store.finish(run, summary)
-            if getattr(experiment, "writes_report", True):
-                _write_report(run)
+            if experiment.writes_report:
+                _write_report(run, experiment)
         accelerator.wait_for_everyone()
     except BaseException as error:
         if accelerator.is_main_process:
@@ -250,12 +256,20 @@ def _broadcast(outcome: list[Any], accelerator: Accelerator) -> list[Any]:
     return broadcast_object_list(list(outcome), from_process=0)
 
 
-def _write_report(run: Run) -> None:
-    """The run's report.html; a report that cannot be drawn is logged, never a reason to lose the result."""
-    from forgetlab.report.html import write_report
+def write_run_report(run_dir: Path) -> Path:
+    """Write the report of the finished run in ``run_dir`` with the sections of the experiment it ran (named
+    by its config.yaml, else its summary.json); returns the HTML's path. FileNotFoundError for a run that
+    has not finished, KeyError for an experiment that is not registered."""
+    context = ReportContext.load(run_dir)
+    if context.experiment is None:
+        raise ValueError(f"{run_dir}: neither config.yaml nor summary.json names the experiment")
+    return render_report(context, EXPERIMENTS.get(context.experiment).report_sections)
 
+
+def _write_report(run: Run, experiment: Experiment) -> None:
+    """The run's report.html; a report that cannot be drawn is logged, never a reason to lose the result."""
     try:
-        write_report(run.dir)
+        write_report(run.dir, experiment.report_sections)
     except Exception as error:  # noqa: BLE001  (the run is finished and recorded; say what failed)
         print(f"warning: report for {run.id} not written: {type(error).__name__}: {error}", file=sys.stderr)
 

@@ -15,7 +15,6 @@ flipped formula).
 
 from __future__ import annotations
 
-import shutil
 from functools import partial
 from typing import Any
 
@@ -29,11 +28,13 @@ from forgetlab.experiments.base import Inputs, StagedRunner, run_experiment
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
 from forgetlab.experiments.forget_generalization.data import forget_labels
 from forgetlab.experiments.forget_generalization.evaluate import label_accuracy, score_task
+from forgetlab.experiments.forget_generalization.report import CROSS_TASK_SECTIONS
 from forgetlab.experiments.forget_generalization.run import ForgetGeneralization, stage_key
 from forgetlab.experiments.forget_generalization.summary import cell_summary, sweep_summary
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy
 from forgetlab.models import load_model
+from forgetlab.report.context import Section
 from forgetlab.store import Run, RunStore
 from forgetlab.train import train_stage
 
@@ -45,6 +46,8 @@ class CrossTask:
     """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
 
     config = CrossTaskConfig
+    writes_report = True
+    report_sections = CROSS_TASK_SECTIONS  # its Study A run's trajectories included
 
     def validate(self, config: CrossTaskConfig) -> None:
         ForgetGeneralization().validate(config.study_a())
@@ -59,8 +62,6 @@ class CrossTask:
         study_a = run_experiment(config.study_a(), run.dir.parent, command=command, accelerator=accelerator)
         study_a_summary = study_a.summary() or {}
         cells, accuracy_after, forget_fit = measure_pairs(config, study_a, study_a_summary["tasks"], command, accelerator)
-        if accelerator.is_main_process and (study_a.dir / "plots").is_dir():
-            shutil.copytree(study_a.dir / "plots", run.dir / "plots", dirs_exist_ok=True)  # trajectories, for the report
         return sweep_summary(config, run.id, study_a_summary, cells, accuracy_after, forget_fit)
 
 
@@ -109,6 +110,7 @@ class CrossTaskCell:
     config = CrossTaskCellConfig
 
     writes_report = False  # twelve small runs per 4-task sweep; the sweep's report shows them all
+    report_sections: tuple[Section, ...] = ()  # ``forgetlab report CELL``: the generic sections only
 
     def validate(self, config: CrossTaskCellConfig) -> None:
         for name in (config.forget_task, config.eval_task):

@@ -24,10 +24,10 @@ from forgetlab.experiments.forget_generalization.analysis import check_layers, o
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
 from forgetlab.experiments.forget_generalization.evaluate import TaskEvaluation
+from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
 from forgetlab.experiments.forget_generalization.summary import final_metric, run_summary, task_summary
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model, model_depth
-from forgetlab.report.plots import plot_trajectories
 from forgetlab.scoring import Scorer, num_hidden_layers
 from forgetlab.store import Run
 from forgetlab.train import EvalFn, train_stage
@@ -37,6 +37,8 @@ class ForgetGeneralization:
     """The Study A recipe."""
 
     config = ForgetGeneralizationConfig
+    writes_report = True
+    report_sections = STUDY_A_SECTIONS
 
     def validate(self, config: ForgetGeneralizationConfig) -> None:
         for ref in config.tasks:
@@ -54,10 +56,7 @@ class ForgetGeneralization:
     def run(self, config: ForgetGeneralizationConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
         tasks = {ref.name: TaskRunner(config, ref, run, accelerator).run() for ref in config.tasks}
-        summary = run_summary(config, run.id, tasks)
-        if accelerator.is_main_process:
-            plot_trajectories(run.dir / "metrics.jsonl", run.dir / "plots")
-        return summary
+        return run_summary(config, run.id, tasks)
 
 
 def stage_key(task: str, stage: str) -> str:

@@ -23,8 +23,9 @@ it finishes, so a killed run resumes at the first unfinished one):
 6. ``unlearn/<group>/<factor>_<bucket>``: the same on each memorization/difficulty tercile of the
    groups named in ``buckets.groups`` (:mod:`.jobs`);
 7. ``summary.json`` (per group: steps until unlearned, utility at that point, exposure and generalized
-   exposure before and after, findings; :mod:`.summary`) and plots; wall-clock seconds go to
-   ``timings.json`` so that identical runs write byte-identical summaries.
+   exposure before and after, findings; :mod:`.summary`); wall-clock seconds go to ``timings.json`` so
+   that identical runs write byte-identical summaries. The report draws the curves from ``metrics.jsonl``
+   and ``examples.jsonl`` (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from forgetlab.experiments.id_vs_ood.evaluate import (
     score_pairs,
 )
 from forgetlab.experiments.id_vs_ood.jobs import Job, unlearning_jobs
+from forgetlab.experiments.id_vs_ood.report import ID_VS_OOD_SECTIONS
 from forgetlab.experiments.id_vs_ood.stopping import StopUnlearning, UnlearningCriteria, exposure_baseline
 from forgetlab.experiments.id_vs_ood.summary import summarize
 from forgetlab.methods import METHODS
@@ -101,10 +103,6 @@ class IdVsOodRunner(StagedRunner):
             for role in ROLES:
                 self.weights_path("weights", role).unlink(missing_ok=True)
         summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results)
-        if self.is_main:
-            from forgetlab.report.study_b_plots import plot_study_b
-
-            plot_study_b(self.run_.dir, summary)
         # each stage's seconds as recorded when it ran; total: this invocation (a resumed run: its last part)
         self.save_timings(total_seconds=time.time() - started)
         self.accelerator.wait_for_everyone()
@@ -266,6 +264,8 @@ class IdVsOod:
     """The ``id_vs_ood`` experiment: Study B (Baluta et al. 2024)."""
 
     config = IdVsOodConfig
+    writes_report = True
+    report_sections = ID_VS_OOD_SECTIONS
 
     def validate(self, config: IdVsOodConfig) -> None:
         for section in ("train", "unlearn"):

@@ -31,6 +31,7 @@ from forgetlab.experiments.unlearn.evaluate import (
     metric_names,
     objective_badness,
 )
+from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
 from forgetlab.experiments.unlearn.summary import summarize, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
@@ -276,6 +277,8 @@ class Unlearn:
     """The generic unlearning recipe."""
 
     config = UnlearnConfig
+    writes_report = True
+    report_sections = UNLEARN_SECTIONS
 
     def validate(self, config: UnlearnConfig) -> None:
         try:

@@ -1,38 +1,27 @@
-"""Plots of a Study A summary (matplotlib, headless), written to ``<run>/report`` by the HTML report.
+"""The figures of a Study A (``forget_generalization``) or cross-task (``cross_task``) report, drawn from the
+summary and ``metrics.jsonl``; each function returns a matplotlib figure, or None when its data is absent.
 
-* ``behaviour.png``: per task, grouped bars of the pre-trained, fine-tuned, forgotten (held-out test)
+* :func:`plot_behaviour`: per task, grouped bars of the pre-trained, fine-tuned, forgotten (held-out test)
   and forgotten (forget set, true labels) accuracies with their 95 % CIs, chance marked;
-* ``predictor_<name>.png``: one scatter per task-level predictor against the forget ratio, tasks labelled;
-* ``probes_<task>.png``: probe pair and question accuracy by layer, one colour per model, chance marked;
-* ``order_<task>.png``: per item, the fine-tuning step it was learned at against the forgetting step it
+* :func:`plot_predictor`: one task-level predictor against the forget ratio, tasks labelled;
+* :func:`plot_probes`: probe pair and question accuracy by layer, one colour per model, chance marked;
+* :func:`plot_order`: per item, the fine-tuning step it was learned at against the forgetting step it
   was forgotten at, one panel per split (marker area = number of items at that pair of steps);
-* ``crosstask.png``: the cross-task forget-ratio matrix (rows: task forgotten, columns: task evaluated).
-
-Every function only reads the summary (``summary.json`` of a ``forget_generalization`` or ``cross_task``
-run) and returns the paths it wrote; a section whose data is absent writes nothing.
+* :func:`plot_crosstask`: the cross-task forget-ratio matrix (rows: task forgotten, columns: task evaluated);
+* :func:`plot_trajectory`: accuracy of each scored split against the step of one training stage.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-import io
-import math
-import re
-from pathlib import Path
 from typing import Any, Iterable
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from forgetlab.report.plots import Points, chance_line, interval, number, plt, text
 
-from forgetlab.store import atomic_write_bytes  # noqa: E402
-
-CHANCE = 0.5
 ACCURACIES = (
     ("acc_pretrained", "pre-trained"),
     ("acc_finetuned", "fine-tuned"),
@@ -45,49 +34,12 @@ MODEL_MARKERS = {"pretrained": "o", "finetuned": "s", "forgotten": "^"}
 NOT_PREDICTORS = ("hidden_layer",)
 
 
-def slug(name: str) -> str:
-    """A file-name-safe form of a task or predictor name (a short hash keeps distinct names distinct)."""
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:48]
-    if safe == name:
-        return safe
-    return f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-def text(value: Any) -> str:
-    """A label for matplotlib: ``$`` would otherwise start mathtext."""
-    return str(value).replace("$", r"\$")
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue(), mode=0o644)  # a report is for reading
-    return path
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None (missing, null, not a number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _interval(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        low, high = _number(value[0]), _number(value[1])
-        if low is not None and high is not None:
-            return low, high
-    return None
-
-
 # --- behaviour -------------------------------------------------------------------------------------
 
 
-def plot_behaviour(tasks: dict[str, dict[str, Any]], out: Path) -> Path | None:
+def plot_behaviour(tasks: dict[str, dict[str, Any]]) -> Any | None:
     """Grouped bars per task: the four accuracies with 95 % CI error bars and the chance line."""
-    names = [name for name, row in tasks.items() if any(_number(row.get(k)) is not None for k, _ in ACCURACIES)]
+    names = [name for name, row in tasks.items() if any(number(row.get(k)) is not None for k, _ in ACCURACIES)]
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2.5), 3.8))
@@ -95,22 +47,22 @@ def plot_behaviour(tasks: dict[str, dict[str, Any]], out: Path) -> Path | None:
     for j, (key, label) in enumerate(ACCURACIES):
         xs, values, errors = [], [], [[], []]
         for i, name in enumerate(names):
-            value = _number(tasks[name].get(key))
+            value = number(tasks[name].get(key))
             if value is None:
                 continue
             xs.append(i + (j - (len(ACCURACIES) - 1) / 2) * width)
             values.append(value)
-            ci = _interval(tasks[name].get(f"{key}_ci"))
+            ci = interval(tasks[name].get(f"{key}_ci"))
             errors[0].append(max(0.0, value - ci[0]) if ci else 0.0)
             errors[1].append(max(0.0, ci[1] - value) if ci else 0.0)
         if not xs:
             continue
         ax.bar(xs, values, width, yerr=errors, capsize=2, label=label, error_kw={"linewidth": 0.8})
-    ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
+    chance_line(ax)
     ax.set_xticks(range(len(names)), [text(n) for n in names], rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
     ax.set(ylabel="accuracy (95 % CI)", ylim=(0, 1.05), title="Accuracy before and after forgetting")
     ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(names) > 4 else -0.12))
-    return _save(fig, out)
+    return fig
 
 
 # --- predictors ------------------------------------------------------------------------------------
@@ -122,12 +74,12 @@ def predictor_names(summary: dict[str, Any]) -> list[str]:
     for row in (summary.get("tasks") or {}).values():
         predictors = row.get("predictors") if isinstance(row, dict) else None
         for name, value in (predictors if isinstance(predictors, dict) else {}).items():
-            if name not in names and name not in NOT_PREDICTORS and _number(value) is not None:
+            if name not in names and name not in NOT_PREDICTORS and number(value) is not None:
                 names.append(name)
     return names
 
 
-def plot_predictor(summary: dict[str, Any], name: str, out: Path) -> Path | None:
+def plot_predictor(summary: dict[str, Any], name: str) -> Any | None:
     """Predictor value against forget ratio, one labelled point per task."""
     analysis = summary.get("analysis") or {}
     target = analysis.get("target") or "forget_ratio"
@@ -135,7 +87,7 @@ def plot_predictor(summary: dict[str, Any], name: str, out: Path) -> Path | None
     for task, row in (summary.get("tasks") or {}).items():
         if not isinstance(row, dict) or not isinstance(row.get("predictors"), dict):
             continue
-        x, y = _number(row["predictors"].get(name)), _number(row.get(target))
+        x, y = number(row["predictors"].get(name)), number(row.get(target))
         if x is not None and y is not None:
             points.append((task, x, y))
     if not points:
@@ -147,14 +99,14 @@ def plot_predictor(summary: dict[str, Any], name: str, out: Path) -> Path | None
         ax.annotate(text(task), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     stats = (analysis.get("correlations") or {}).get(name) or {}
     parts = []
-    if _number(stats.get("pearson_r")) is not None:
+    if number(stats.get("pearson_r")) is not None:
         parts.append(f"r = {stats['pearson_r']:.2f}")
-    if _number(stats.get("spearman_rho")) is not None:
+    if number(stats.get("spearman_rho")) is not None:
         parts.append(f"ρ = {stats['spearman_rho']:.2f}")
     title = text(name) + (f"  ({', '.join(parts)})" if parts else "")
     ax.set(xlabel=text(name), ylabel=text(target), title=title)
     ax.title.set_fontsize(9)
-    return _save(fig, out)
+    return fig
 
 
 # --- probes ----------------------------------------------------------------------------------------
@@ -170,7 +122,7 @@ def _layer_sort(layers: Iterable[str]) -> list[str]:
     return sorted(layers, key=lambda s: (0, int(s), s) if str(s).lstrip("-").isdigit() else (1, 0, str(s)))
 
 
-def plot_probes(task: str, probes: dict[str, Any], out: Path) -> Path | None:
+def plot_probes(task: str, probes: dict[str, Any]) -> Any | None:
     """Pair and question accuracy of the probes by layer, one colour per model, chance marked."""
     models = probe_models(probes)
     if not models:
@@ -180,24 +132,23 @@ def plot_probes(task: str, probes: dict[str, Any], out: Path) -> Path | None:
     for model in models:
         layers = _layer_sort(probes[model])
         xs = [int(layer) if str(layer).lstrip("-").isdigit() else i for i, layer in enumerate(layers)]
-        colour = MODEL_COLOURS.get(model)
         for ax, metric in zip(axes, ("pair_acc", "question_acc")):
-            ys = [_number((probes[model][layer] or {}).get(metric)) for layer in layers]
+            ys = [number((probes[model][layer] or {}).get(metric)) for layer in layers]
             if any(y is not None for y in ys):
                 ax.plot(xs, [np.nan if y is None else y for y in ys], marker=MODEL_MARKERS.get(model, "o"), markersize=4,
-                        color=colour, label=text(model))
+                        color=MODEL_COLOURS.get(model), label=text(model))
                 drawn = True
     if not drawn:
         plt.close(fig)
         return None
     for ax, title in zip(axes, ("pair accuracy", "question accuracy")):
-        ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
+        chance_line(ax)
         ax.set(xlabel="layer", title=f"{text(task)}: {title}", ylim=(0, 1.05))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.title.set_fontsize(9)
     axes[0].set_ylabel("probe accuracy (test)")
     axes[0].legend(fontsize=7)
-    return _save(fig, out)
+    return fig
 
 
 # --- order -----------------------------------------------------------------------------------------
@@ -207,13 +158,13 @@ def _step_pairs(entry: dict[str, Any]) -> list[tuple[float, float]]:
     pairs = []
     for pair in entry.get("steps") or []:
         if isinstance(pair, (list, tuple)) and len(pair) == 2:
-            learn, forget = _number(pair[0]), _number(pair[1])
+            learn, forget = number(pair[0]), number(pair[1])
             if learn is not None and forget is not None:
                 pairs.append((learn, forget))
     return pairs
 
 
-def plot_order(task: str, order: dict[str, Any], out: Path) -> Path | None:
+def plot_order(task: str, order: dict[str, Any]) -> Any | None:
     """Per item: learn step (fine-tuning) against forget step (forgetting), one panel per split."""
     splits = [s for s, entry in order.items() if isinstance(entry, dict) and _step_pairs(entry)]
     if not splits:
@@ -226,11 +177,11 @@ def plot_order(task: str, order: dict[str, Any], out: Path) -> Path | None:
         ax.scatter(xs, ys, s=[8 + 8 * (c - 1) ** 0.8 for c in counts.values()], alpha=0.6, color="tab:orange")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        rho = _number(entry.get("spearman_rho"))
+        rho = number(entry.get("spearman_rho"))
         title = f"{text(task)} / {text(split)}" + (f"  (ρ = {rho:.2f})" if rho is not None else "")
         ax.set(xlabel="learn step (fine-tuning)", ylabel="forget step (forgetting)", title=title)
         ax.title.set_fontsize(9)
-    return _save(fig, out)
+    return fig
 
 
 # --- cross-task ------------------------------------------------------------------------------------
@@ -244,7 +195,7 @@ def crosstask_axes(crosstask: dict[str, Any]) -> tuple[list[str], list[str]]:
     return rows, cols
 
 
-def plot_crosstask(crosstask: dict[str, Any], out: Path) -> Path | None:
+def plot_crosstask(crosstask: dict[str, Any]) -> Any | None:
     """Heatmap of the forget ratio of task B (column) after forgetting task A (row).
 
     Diverging colours centred on 0 (= B not forgotten, white): red towards 1 (fully forgotten) and
@@ -255,7 +206,7 @@ def plot_crosstask(crosstask: dict[str, Any], out: Path) -> Path | None:
     ratios = crosstask.get("forget_ratio") or {}
     if not rows or not cols:
         return None
-    matrix = np.array([[_number((ratios.get(a) or {}).get(b)) for b in cols] for a in rows], dtype=float)
+    matrix = np.array([[number((ratios.get(a) or {}).get(b)) for b in cols] for a in rows], dtype=float)
     finite = matrix[np.isfinite(matrix)]
     if finite.size == 0:
         return None
@@ -274,38 +225,25 @@ def plot_crosstask(crosstask: dict[str, Any], out: Path) -> Path | None:
     reference = crosstask.get("reference") or {}
     col_labels = []
     for b in cols:
-        acc = _number(reference.get(b))
+        acc = number(reference.get(b))
         col_labels.append(f"{text(b)}\n(FT {acc:.2f})" if acc is not None else text(b))
     ax.set_xticks(range(len(cols)), col_labels, rotation=45, ha="right", fontsize=fontsize)
     ax.set_yticks(range(len(rows)), [text(a) for a in rows], fontsize=fontsize)
     ax.set(xlabel="task evaluated (B), reference accuracy", ylabel="task forgotten (A)", title="Cross-task forget ratio")
     fig.colorbar(image, ax=ax, label="forget ratio (0 = kept, 1 = forgotten)", shrink=0.8)
-    return _save(fig, out)
+    return fig
 
 
-# --- all -------------------------------------------------------------------------------------------
+# --- trajectories ----------------------------------------------------------------------------------
 
 
-def plot_study_a(summary: dict[str, Any], out_dir: Path) -> dict[str, dict[str, Path]]:
-    """Write every plot the summary has data for; ``{section: {item (task, predictor, ...): path}}``.
-
-    Sections: ``behaviour``, ``predictors``, ``probes``, ``order``, ``crosstask``; absent data, no entry.
-    """
-    tasks = {name: row for name, row in (summary.get("tasks") or {}).items() if isinstance(row, dict)}
-    written: dict[str, dict[str, Path]] = {}
-
-    def keep(section: str, item: str, path: Path | None) -> None:
-        if path is not None:
-            written.setdefault(section, {})[item] = path
-
-    keep("behaviour", "all", plot_behaviour(tasks, out_dir / "behaviour.png"))
-    for name in predictor_names(summary):
-        keep("predictors", name, plot_predictor(summary, name, out_dir / f"predictor_{slug(name)}.png"))
-    for task, row in tasks.items():
-        if isinstance(row.get("probes"), dict):
-            keep("probes", task, plot_probes(task, row["probes"], out_dir / f"probes_{slug(task)}.png"))
-        if isinstance(row.get("order"), dict):
-            keep("order", task, plot_order(task, row["order"], out_dir / f"order_{slug(task)}.png"))
-    if isinstance(summary.get("crosstask"), dict):
-        keep("crosstask", "all", plot_crosstask(summary["crosstask"], out_dir / "crosstask.png"))
-    return written
+def plot_trajectory(task: str, stage: str, splits: dict[str, Points]) -> Any:
+    """Accuracy of each scored split against the optimizer step of one stage (fine-tuning or forgetting)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for split, points in sorted(splits.items()):
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="o", label=text(split))
+    chance_line(ax)
+    ax.set(xlabel="optimizer step", ylabel="accuracy", ylim=(0, 1), title=f"{text(task)}: {stage}")
+    ax.legend(fontsize=8)
+    return fig
