@@ -296,13 +296,13 @@ class _Loop:
         return self.checkpoint_dir is not None and bool(every) and self.result.steps % every == 0
 
     def checkpoint(self) -> None:
-        _check_finite(self.accelerator.unwrap_model(self.wrapped), self.desc, self.result.steps)
+        check_finite(self.accelerator.unwrap_model(self.wrapped), self.desc, self.result.steps)
         _save_checkpoint(self.checkpoint_dir, self.accelerator, self.wrapped, self.optimizer, self.scheduler, self.result)
 
     def finish(self) -> StageResult:
         self.bar.close()
         model = self.accelerator.unwrap_model(self.wrapped)
-        _check_finite(model, self.desc, self.result.steps)
+        check_finite(model, self.desc, self.result.steps)
         model.eval()
         self.accelerator.free_memory()
         return self.result
@@ -319,7 +319,8 @@ def _agreed_interruption(accelerator: Accelerator) -> int | None:
 
 
 
-def _check_finite(model: torch.nn.Module, desc: str, step: int) -> None:
+def check_finite(model: torch.nn.Module, desc: str, step: int) -> None:
+    """A DivergenceError naming the first parameter that is NaN or infinite (``desc``: the stage)."""
     for name, param in model.named_parameters():
         if not torch.isfinite(param).all():
             raise DivergenceError(f"{desc}: parameter {name} became NaN/inf by step {step}")

@@ -69,7 +69,7 @@ from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, resolve_max_length
 from forgetlab.scratch_model import build_scratch_model, load_tokenizer, parameter_count, save_tokenizer, train_bpe_tokenizer
 from forgetlab.store import Run
-from forgetlab.train import DivergenceError, encode_pairs, train_items, trainable_state
+from forgetlab.train import DivergenceError, check_finite, encode_pairs, train_items, trainable_state
 
 ROLES = ("original", "reference")  # the model trained with the forget sets, and the one trained without them
 
@@ -237,7 +237,7 @@ class IdVsOodRunner(StagedRunner):
             reason = "max_steps"
         except StopUnlearning:
             reason = "rule"
-            _check_finite(model, job.key, evaluator.last_step)
+            check_finite(model, f"unlearn {job.key}", evaluator.last_step)
         except DivergenceError as error:
             return {"status": "diverged", "error": str(error), "steps": evaluator.last_step, "metrics": [], "examples": []}
         finally:
@@ -251,13 +251,6 @@ class IdVsOodRunner(StagedRunner):
             "metrics": evaluator.rows,
             "examples": evaluator.item_rows() + evaluator.samples,
         }
-
-
-def _check_finite(model: torch.nn.Module, key: str, step: int) -> None:
-    """Stopped by a criterion: the weights must still be finite (a NaN step is a divergence, not unlearning)."""
-    for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise DivergenceError(f"unlearn {key}: parameter {name} became NaN/inf by step {step}")
 
 
 class IdVsOod:

@@ -35,42 +35,15 @@ experiment), :mod:`.summary` (stage payloads → ``summary.json``).
 
 from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.experiments.unlearn.config import (
-    Constraint,
-    CorpusSource,
-    FileSource,
-    ForgetMethodSpec,
-    InlineSource,
-    LearnSpec,
-    MIASpec,
-    SelectSpec,
-    SetSpec,
-    SetsSpec,
-    SourceSpec,
-    TaskSource,
-    UnlearnConfig,
-    UnlearnEvalSpec,
+    Constraint, CorpusSource, FileSource, ForgetMethodSpec, InlineSource, LearnSpec, MIASpec, SelectSpec,
+    SetSpec, SetsSpec, SourceSpec, TaskSource, UnlearnConfig, UnlearnEvalSpec,
 )
 from forgetlab.experiments.unlearn.data import (
-    build_sets,
-    load_source,
-    sets_from_stage,
-    sets_to_stage,
-    training_items,
+    build_sets, load_source, sets_from_stage, sets_to_stage, training_items,
 )
-from forgetlab.experiments.unlearn.evaluate import (
-    EvalSet,
-    Evaluator,
-    Selection,
-    metric_names,
-    set_metrics,
-)
+from forgetlab.experiments.unlearn.evaluate import EvalSet, Evaluator, Selection, metric_names, set_metrics
 from forgetlab.experiments.unlearn.run import (
-    Unlearn,
-    UnlearnRunner,
-    build_method,
-    learn_key,
-    restrict_trainable,
-    trainable_pattern,
+    Unlearn, UnlearnRunner, build_method, learn_key, restrict_trainable, trainable_pattern,
 )
 from forgetlab.experiments.unlearn.summary import headline, summarize
 

@@ -8,13 +8,7 @@ from typing import Any, Callable, Sequence
 
 from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import (
-    SET_ORDER,
-    CorpusSource,
-    FileSource,
-    InlineSource,
-    SourceSpec,
-    TaskSource,
-    UnlearnConfig,
+    SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
 )
 from forgetlab.methods import Method
 from forgetlab.train import EncodedItem, encode_requests

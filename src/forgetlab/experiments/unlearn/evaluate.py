@@ -17,11 +17,7 @@ from accelerate import Accelerator
 
 from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import SelectSpec, UnlearnConfig
-from forgetlab.metrics.extraction import (
-    exact_memorization,
-    prefix_match,
-    verbatim_match,
-)
+from forgetlab.metrics.extraction import exact_memorization, prefix_match, verbatim_match
 from forgetlab.metrics.mia import TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.metrics.registry import METRICS, Metric, Role
 from forgetlab.models import ModelSpec, load_model

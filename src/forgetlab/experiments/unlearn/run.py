@@ -18,18 +18,9 @@ from accelerate import Accelerator
 from forgetlab.data.types import Pair
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.unlearn.config import ForgetMethodSpec, UnlearnConfig
-from forgetlab.experiments.unlearn.data import (
-    build_sets,
-    sets_from_stage,
-    sets_to_stage,
-    training_items,
-)
+from forgetlab.experiments.unlearn.data import build_sets, sets_from_stage, sets_to_stage, training_items
 from forgetlab.experiments.unlearn.evaluate import (
-    EvalSet,
-    Evaluator,
-    Selection,
-    metric_names,
-    objective_badness,
+    EvalSet, Evaluator, Selection, metric_names, objective_badness,
 )
 from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
 from forgetlab.experiments.unlearn.summary import summarize, timings
