@@ -156,24 +156,14 @@ class StageResult:
 
 
 def train_stage(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    docs: Sequence[MCDoc],
-    spec: OptimSpec,
-    *,
-    seed: int,
-    accelerator: Accelerator,
-    evaluate: EvalFn | None = None,
-    checkpoint_dir: Path | None = None,
-    desc: str = "train",
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, docs: Sequence[MCDoc], spec: OptimSpec, *,
+    seed: int, accelerator: Accelerator, **loop: Any,
 ) -> StageResult:
-    """Train ``model`` in place with ``spec.method`` on multiple-choice ``docs`` (relabelled by the method)."""
+    """Train ``model`` in place with ``spec.method`` on multiple-choice ``docs`` (relabelled by the method);
+    ``loop`` are :func:`train_items`' options (``evaluate``, ``checkpoint_dir``, ``desc``)."""
     method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
     items = encode_items(tokenizer, method.relabel(docs, seed), resolve_max_length(model.config, tokenizer))
-    return train_items(
-        model, items, method, spec, pad_id=tokenizer.pad_token_id, seed=seed, accelerator=accelerator,
-        evaluate=evaluate, checkpoint_dir=checkpoint_dir, desc=desc,
-    )
+    return train_items(model, items, method, spec, pad_id=tokenizer.pad_token_id, seed=seed, accelerator=accelerator, **loop)
 
 
 def train_items(

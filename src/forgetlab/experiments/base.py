@@ -72,6 +72,8 @@ class StagedRunner:
     def __init__(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> None:
         self.config, self.run_, self.accelerator = config, run, accelerator
         self.stage_seconds: dict[str, float] = {}
+        self.model: torch.nn.Module | None = None  # the model the current stage works on
+        self.tokenizer: Any = None
 
     @property
     def is_main(self) -> bool:

@@ -169,12 +169,8 @@ class Scorer:
         """:func:`encode_pair` with this scorer's tokenizer settings."""
         return self.encoder.pair(context, continuation)
 
-    def loglikelihood(
-        self,
-        requests: Sequence[tuple[str, str]],
-        names: Sequence[str] | None = None,
-        desc: str | None = None,
-    ) -> list[ScoredRequest]:
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
+                      desc: str | None = None) -> list[ScoredRequest]:
         """``log p(continuation | context)`` per request, in request order (lm-eval ``loglikelihood``).
 
         ``names`` label the requests in error messages (default ``request <i>``).
@@ -184,16 +180,10 @@ class Scorer:
         results = [ScoredRequest(*scores[j], n_tokens=len(jobs[j][1])) for j in range(len(jobs))]
         return [results[j] for j in job_of]
 
-    def token_scores(
-        self,
-        requests: Sequence[tuple[str, str]],
-        names: Sequence[str] | None = None,
-        desc: str | None = None,
-    ) -> list[TokenScores]:
-        """:class:`TokenScores` of every continuation token, per request, in request order.
-
-        The same tokenisation, planning and forward passes as :meth:`loglikelihood`.
-        """
+    def token_scores(self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None = None,
+                     desc: str | None = None) -> list[TokenScores]:
+        """:class:`TokenScores` of every continuation token, per request, in request order (the same
+        tokenisation, planning and forward passes as :meth:`loglikelihood`)."""
         _, job_of, mine = self._prepare(requests, names)
         found = self._gather(self._token_rows(mine, desc or "token scores"))
         return [found[j] for j in job_of]

@@ -73,8 +73,6 @@ class TaskRunner(StagedRunner):
         super().__init__(config, run, accelerator)
         self.ref, self.task = ref, ref.name
         self.evaluation = TaskEvaluation(ref.name, bootstrap=config.eval.bootstrap, seed=config.seed)
-        self.model: torch.nn.Module | None = None
-        self.tokenizer: Any = None
         self.results: dict[str, dict[str, Any]] = {}
         self._loaded_stage: str | None = None
 

@@ -81,8 +81,6 @@ class IdVsOodRunner(StagedRunner):
 
     def __init__(self, config: IdVsOodConfig, run: Run, accelerator: Accelerator) -> None:
         super().__init__(config, run, accelerator)
-        self.model: torch.nn.Module | None = None
-        self.tokenizer: Any = None
         self.data: IdVsOodData | None = None
         self.evaluation: Evaluation | None = None
         self.baseline: dict[str, Any] = {}

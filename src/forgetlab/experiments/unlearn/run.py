@@ -40,8 +40,6 @@ class UnlearnRunner(StagedRunner):
 
     def __init__(self, config: UnlearnConfig, run: Run, accelerator: Accelerator) -> None:
         super().__init__(config, run, accelerator)
-        self.model: torch.nn.Module | None = None
-        self.tokenizer: Any = None
         self._saved_names: set[str] | None = None
 
     def run(self) -> dict[str, Any]:
