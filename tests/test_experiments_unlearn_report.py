@@ -38,3 +38,12 @@ def test_without_metrics_only_the_headline(tmp_path):
     parsed = assert_numbers_match(path, summary)
     assert "headline" in parsed.ids and "trajectory" not in parsed.ids and not parsed.images
     assert ("final.odd\\.key", "3") in parsed.values
+
+
+def test_headline_directions_come_from_the_metric_registry():
+    from forgetlab.experiments.unlearn.report import better
+
+    assert better("forget_loss") == "↑"  # forgetting: the forget loss should rise
+    assert better("utility_loss") == "↓"  # keeping: the utility loss should not
+    assert better("mia_loss_auc") == "→ 0.5"
+    assert better("not_a_headline") == "—"

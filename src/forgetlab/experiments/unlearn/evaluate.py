@@ -45,21 +45,22 @@ def metric_names(config: UnlearnConfig) -> list[str]:
     return names
 
 
-def _metric_and_role(key: str) -> tuple[Metric, Role]:
+def metric_and_role(key: str) -> tuple[Metric, Role]:
+    """The registered metric of a key ``<set>/<name>`` and the role of its set."""
     set_name, name = key.split("/", 1)
     return METRICS.get(name), SET_ROLES[set_name]
 
 
 def objective_direction(key: str) -> str | None:
     """Which way the metric ``<set>/<name>`` is better in this experiment (``higher``/``lower``/``closer``)."""
-    metric, role = _metric_and_role(key)
+    metric, role = metric_and_role(key)
     return metric.direction(role)
 
 
 def objective_badness(key: str, value: float) -> float:
     """How bad ``value`` of the metric ``<set>/<name>`` is for unlearning (lower is better), from the metric
     registry's direction for that set's role."""
-    metric, role = _metric_and_role(key)
+    metric, role = metric_and_role(key)
     return metric.badness(value, role)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from forgetlab.experiments.unlearn.evaluate import metric_and_role
+from forgetlab.experiments.unlearn.summary import HEADLINE
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.page import Page, esc
 from forgetlab.report.plots import CHANCE, Points, chance_line, curves, legend, plt, text
@@ -25,8 +27,18 @@ def headline(page: Page, context: ReportContext) -> None:
              f"selected by <code>{esc((summary.get('selection') or {}).get('objective', '—'))}</code>. Losses in nats/token; "
              "MIA AUC 0.5 = forget items look like never-trained ones.</p>")
     headers = {"start": "start (step 0)", "selected": "selected step", "final": "end"}
-    rows = [[esc(name)] + [page.value([m, name]) for m in moments] for name in names]
-    page.table(["metric", *(headers[m] for m in moments)], rows)
+    rows = [[esc(name), esc(better(name))] + [page.value([m, name]) for m in moments] for name in names]
+    page.table(["metric", "better", *(headers[m] for m in moments)], rows, numeric_from=2)
+
+
+def better(headline_name: str) -> str:
+    """Which way a headline metric is better when unlearning, from the metric registry (↑, ↓, → target, or —)."""
+    key = HEADLINE.get(headline_name)
+    if key is None:
+        return "—"
+    metric, role = metric_and_role(key)
+    direction = metric.direction(role)
+    return {"higher": "↑", "lower": "↓", "closer": f"→ {metric.target:g}", None: "—"}[direction]
 
 
 def _unlearning_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Points]:
