@@ -38,7 +38,9 @@ def better(headline_name: str) -> str:
         return "—"
     metric, role = metric_and_role(key)
     direction = metric.direction(role)
-    return {"higher": "↑", "lower": "↓", "closer": f"→ {metric.target:g}", None: "—"}[direction]
+    if direction == "closer":
+        return f"→ {metric.target:g}"
+    return {"higher": "↑", "lower": "↓", None: "—"}[direction]
 
 
 def _unlearning_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Points]:
