@@ -138,7 +138,10 @@ METHODS: Registry[type[Method]] = Registry("method")
 def check_options(method: type[Method], options: dict[str, Any], where: str = "options") -> None:
     """Check each option's value against the type its method's constructor declares (pydantic), so that
     ``retain_weight: abc`` fails before any work with the option named; unknown names fail in the constructor."""
-    hints = typing.get_type_hints(method.__init__)
+    hints: dict[str, Any] = {}
+    for klass in reversed(method.__mro__):  # a subclass's declaration wins over its bases'
+        if "__init__" in vars(klass):
+            hints.update(typing.get_type_hints(klass.__init__))
     for name, value in options.items():
         if name not in hints or name in ("loss", "reduction", "return"):
             continue

@@ -14,27 +14,21 @@ The retain term is :mod:`forgetlab.methods.retain` (every unlearning method can 
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 
-from forgetlab.methods.base import METHODS, Batch, Method, token_nll
-from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.base import METHODS, Batch, token_nll
+from forgetlab.methods.retain import RetainingMethod
 
 
 @METHODS.register("grad_diff")
-class GradDiff(Method):
+class GradDiff(RetainingMethod):
     """``−NLL(forget) + λ · (NLL | KL)(retain)``; options ``retain_weight`` (λ, default 1), ``retain_loss``."""
 
     name = "grad_diff"
     ascent = True
     needs_retain = True
-    supported_losses = ("answer", "full")
-
-    def __init__(self, loss: str = "answer", reduction: str = "mean", *, retain_weight: float = 1.0,
-                 retain_loss: RetainLoss = "nll", **options: Any) -> None:
-        super().__init__(loss, reduction, **options)
-        configure_retain(self, retain_weight, retain_loss)
+    default_retain_weight = 1.0
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
-        return -token_nll(model, batch, self.reduction) + retain_term(self, model, retain)
+        return -token_nll(model, batch, self.reduction) + self.retain_term(model, retain)

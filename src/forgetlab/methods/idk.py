@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import torch
 
 from forgetlab.data.types import MCDoc
-from forgetlab.methods.base import METHODS, Batch, Method, stable_unit, token_nll
-from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.base import METHODS, Batch, stable_unit, token_nll
+from forgetlab.methods.retain import RetainingMethod
 
 DEFAULT_REFUSALS = (
     "I don't know.",
@@ -50,18 +50,17 @@ class RefusalMixin:
 
 
 @METHODS.register("idk")
-class IDK(RefusalMixin, Method):
+class IDK(RefusalMixin, RetainingMethod):
     """Fine-tune on refusals for the forget items (+ λ · retain loss)."""
 
     name = "idk"
     needs_retain = True
-    supported_losses = ("answer", "full")
+    default_retain_weight = 1.0
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, refusals: Sequence[str] | None = None,
-                 retain_weight: float = 1.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
+                 **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         self._set_refusals(refusals)
-        configure_retain(self, retain_weight, retain_loss)
 
     def pair_targets(self, item_id: str, target: str, seed: int) -> tuple[list[str], int]:
         """The refusal that replaces the target (the only continuation, so the gold one)."""
@@ -77,4 +76,4 @@ class IDK(RefusalMixin, Method):
         return out
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
-        return token_nll(model, batch, self.reduction) + retain_term(self, model, retain)
+        return token_nll(model, batch, self.reduction) + self.retain_term(model, retain)

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.data.types import MCDoc
-from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.base import METHODS, Batch, sequence_logprobs
+from forgetlab.methods.retain import RetainingMethod
 from forgetlab.methods.idk import RefusalMixin, pick_refusal
 from forgetlab.methods.npo import reference_logprobs
 
@@ -46,7 +46,7 @@ def split_pairs(values: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor,
 
 
 @METHODS.register("idk_dpo")
-class IDKDPO(RefusalMixin, Method):
+class IDKDPO(RefusalMixin, RetainingMethod):
     """DPO with the refusal preferred over the original answer; options ``beta``, ``refusals``, retain."""
 
     name = "idk_dpo"
@@ -54,16 +54,15 @@ class IDKDPO(RefusalMixin, Method):
     needs_retain = True
     pairwise = True
     supported_losses = ("choice",)
+    default_retain_weight = 1.0
 
     def __init__(self, loss: str = "choice", reduction: str = "mean", *, beta: float = 0.1,
-                 refusals: Sequence[str] | None = None, retain_weight: float = 1.0,
-                 retain_loss: RetainLoss = "nll", **options: Any) -> None:
+                 refusals: Sequence[str] | None = None, **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         if beta <= 0:
             raise ValueError(f"method idk_dpo: beta must be > 0, got {beta}")
         self.beta = float(beta)
         self._set_refusals(refusals)
-        configure_retain(self, retain_weight, retain_loss)
 
     def pair_targets(self, item_id: str, target: str, seed: int) -> tuple[list[str], int]:
         """``[original answer, refusal]``, the refusal (index 1) preferred."""
@@ -83,4 +82,4 @@ class IDKDPO(RefusalMixin, Method):
             raise ValueError(f"method idk_dpo: expected 2 rows per item, got {batch.n_choices} (use loss: choice)")
         chosen, rejected = split_pairs(sequence_logprobs(model, batch)[0], batch.gold)
         ref_chosen, ref_rejected = split_pairs(reference_logprobs(self, batch), batch.gold)
-        return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta) + retain_term(self, model, retain)
+        return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta) + self.retain_term(model, retain)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.retain import RetainingMethod
 
 
 def npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
@@ -37,22 +37,19 @@ def reference_logprobs(method: Method, batch: Batch) -> torch.Tensor:
 
 
 @METHODS.register("npo")
-class NPO(Method):
+class NPO(RetainingMethod):
     """NPO against the frozen original model; options ``beta``, ``retain_weight``, ``retain_loss``."""
 
     name = "npo"
     ascent = True
     needs_reference = True
-    supported_losses = ("answer", "full")
 
-    def __init__(self, loss: str = "answer", reduction: str = "mean", *, beta: float = 0.1,
-                 retain_weight: float = 0.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
+    def __init__(self, loss: str = "answer", reduction: str = "mean", *, beta: float = 0.1, **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         if beta <= 0:
             raise ValueError(f"method npo: beta must be > 0, got {beta}")
         self.beta = float(beta)
-        configure_retain(self, retain_weight, retain_loss)
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
         logp = sequence_logprobs(model, batch)[0]
-        return npo_loss(logp, reference_logprobs(self, batch), self.beta) + retain_term(self, model, retain)
+        return npo_loss(logp, reference_logprobs(self, batch), self.beta) + self.retain_term(model, retain)

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -65,3 +65,24 @@ def retain_term(method: Method, model: torch.nn.Module, retain: Batch | None) ->
             raise ValueError(f"method {method.name}: retain_loss 'kl' needs the reference model (attach_reference)")
         return weight * kl_to_reference(model, method.reference, retain, method.reduction)
     return weight * token_nll(model, retain, method.reduction)
+
+
+class RetainingMethod(Method):
+    """An unlearning method that adds the retain term ``λ · R(retain)`` to its loss.
+
+    Options ``retain_weight`` (λ; default the class's ``default_retain_weight``) and ``retain_loss``
+    (``nll`` or ``kl``); subclasses take their own options and pass the rest on.
+    """
+
+    supported_losses = ("answer", "full")
+    #: λ when the recipe does not set ``retain_weight`` (0: no retain batches unless asked).
+    default_retain_weight: ClassVar[float] = 0.0
+
+    def __init__(self, loss: str = "answer", reduction: str = "mean", *, retain_weight: float | None = None,
+                 retain_loss: RetainLoss = "nll", **options: Any) -> None:
+        super().__init__(loss, reduction, **options)
+        configure_retain(self, self.default_retain_weight if retain_weight is None else retain_weight, retain_loss)
+
+    def retain_term(self, model: torch.nn.Module, retain: Batch | None) -> torch.Tensor:
+        """``λ · R(retain)`` (:func:`retain_term`)."""
+        return retain_term(self, model, retain)

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from forgetlab.methods.base import METHODS, Batch, Method, sequence_logprobs
-from forgetlab.methods.retain import RetainLoss, configure_retain, retain_term
+from forgetlab.methods.base import METHODS, Batch, sequence_logprobs
+from forgetlab.methods.retain import RetainingMethod
 
 
 def simnpo_loss(logp: torch.Tensor, n_tokens: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
@@ -27,21 +27,19 @@ def simnpo_loss(logp: torch.Tensor, n_tokens: torch.Tensor, beta: float, gamma: 
 
 
 @METHODS.register("simnpo")
-class SimNPO(Method):
+class SimNPO(RetainingMethod):
     """Reference-free, length-normalised NPO; options ``beta``, ``gamma``, ``retain_weight``, ``retain_loss``."""
 
     name = "simnpo"
     ascent = True
-    supported_losses = ("answer", "full")
 
     def __init__(self, loss: str = "answer", reduction: str = "mean", *, beta: float = 2.5, gamma: float = 0.0,
-                 retain_weight: float = 0.0, retain_loss: RetainLoss = "nll", **options: Any) -> None:
+                 **options: Any) -> None:
         super().__init__(loss, reduction, **options)
         if beta <= 0:
             raise ValueError(f"method simnpo: beta must be > 0, got {beta}")
         self.beta, self.gamma = float(beta), float(gamma)
-        configure_retain(self, retain_weight, retain_loss)
 
     def loss(self, model: torch.nn.Module, batch: Batch, retain: Batch | None = None) -> torch.Tensor:
         logp, n_tokens = sequence_logprobs(model, batch)
-        return simnpo_loss(logp, n_tokens, self.beta, self.gamma) + retain_term(self, model, retain)
+        return simnpo_loss(logp, n_tokens, self.beta, self.gamma) + self.retain_term(model, retain)
