@@ -204,6 +204,32 @@ def add_lora(model: PreTrainedModel, lora: LoraSpec) -> PreTrainedModel:
     return get_peft_model(model, config)
 
 
+# --- model structure ---------------------------------------------------------------------------------
+
+
+def unwrap_model(model: Any) -> Any:
+    """The module to run: without DistributedDataParallel-style wrappers (no collectives per forward)."""
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
+
+
+def num_hidden_layers(model: Any) -> int:
+    """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
+    config = unwrap_model(model).config
+    return int((getattr(config, "text_config", None) or config).num_hidden_layers)
+
+
+def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
+    """The model's decoder blocks and their dotted name (``model.layers`` for Llama-style models,
+    ``base_model.model.model.layers`` under LoRA): the first ``ModuleList`` with one entry per layer."""
+    n_layers = num_hidden_layers(model)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
+            return name, module
+    raise ValueError(f"no module list of the model's {n_layers} decoder layers found")
+
+
 # --- offline GGUF models shipped in PyPI packages -------------------------------------------------
 
 

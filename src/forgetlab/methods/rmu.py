@@ -33,17 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.methods.base import METHODS, Batch, Method
-from forgetlab.scoring import num_hidden_layers
-
-
-def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
-    """The model's decoder blocks and their dotted name (``model.layers`` for Llama-style models,
-    ``base_model.model.model.layers`` under LoRA): the first ``ModuleList`` with one entry per layer."""
-    n_layers = num_hidden_layers(model)
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
-            return name, module
-    raise ValueError(f"method rmu: no module list of the model's {n_layers} decoder layers found")
+from forgetlab.models import decoder_layers
 
 
 def _check_layer(layer: int, n_layers: int) -> None:

@@ -7,7 +7,7 @@ decoder).
 """
 
 from forgetlab.scoring.encoding import encode_pair, prefix_token_id, resolve_max_length
-from forgetlab.scoring.engine import ScoredRequest, Scorer, TokenScores, num_hidden_layers, unwrap_model
+from forgetlab.scoring.engine import ScoredRequest, Scorer, TokenScores
 from forgetlab.scoring.generate import greedy_generate
 from forgetlab.scoring.mc import MCScore, score_mc
 
@@ -18,9 +18,7 @@ __all__ = [
     "TokenScores",
     "encode_pair",
     "greedy_generate",
-    "num_hidden_layers",
     "prefix_token_id",
     "resolve_max_length",
     "score_mc",
-    "unwrap_model",
 ]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from forgetlab.models import num_hidden_layers, unwrap_model
 from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
@@ -66,19 +67,6 @@ class TokenScores:
 
 
 # --------------------------------------------------------------------------------------- model helpers
-
-
-def unwrap_model(model: Any) -> Any:
-    """The module to run: without DistributedDataParallel-style wrappers (no collectives per forward)."""
-    while hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model
-
-
-def num_hidden_layers(model: Any) -> int:
-    """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
-    config = unwrap_model(model).config
-    return int((getattr(config, "text_config", None) or config).num_hidden_layers)
 
 
 def _forward_params(model: Any) -> set[str]:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from transformers import GenerationConfig
 
-from forgetlab.scoring.engine import unwrap_model
+from forgetlab.models import unwrap_model
 
 
 @torch.no_grad()

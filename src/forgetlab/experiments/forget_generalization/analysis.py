@@ -31,7 +31,8 @@ from forgetlab.analysis.probes import layer_sweep
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.types import MCDoc
 from forgetlab.experiments.forget_generalization.config import AnalysisSpec
-from forgetlab.scoring import Scorer, num_hidden_layers
+from forgetlab.models import num_hidden_layers
+from forgetlab.scoring import Scorer
 
 #: The models the probes compare, each named by the stage after which it is taken.
 MODEL_STAGES = ("pretrained", "finetuned", "forgotten")

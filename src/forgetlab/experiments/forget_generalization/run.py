@@ -28,7 +28,8 @@ from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
 from forgetlab.experiments.forget_generalization.summary import final_metric, run_summary, task_summary
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model, model_depth
-from forgetlab.scoring import Scorer, num_hidden_layers
+from forgetlab.models import num_hidden_layers
+from forgetlab.scoring import Scorer
 from forgetlab.store import Run
 from forgetlab.train import EvalFn, train_stage
 

@@ -21,7 +21,8 @@ from forgetlab.metrics.extraction import exact_memorization, prefix_match, verba
 from forgetlab.metrics.mia import TPR_AT, attack_scores, evaluate_attacks, item_loss
 from forgetlab.metrics.registry import METRICS, Metric, Role
 from forgetlab.models import ModelSpec, load_model
-from forgetlab.scoring import Scorer, TokenScores, greedy_generate, unwrap_model
+from forgetlab.models import unwrap_model
+from forgetlab.scoring import Scorer, TokenScores, greedy_generate
 from forgetlab.store import atomic_write_json
 from forgetlab.train import DivergenceError, EncodedItem
 
