@@ -17,7 +17,7 @@ FLOORS = {
     "data": 2, "store": 2,
     "methods": 3, "scoring": 3,
     "train": 4, "metrics": 4,
-    "report": 5, "analysis": 5,
+    "report": 5, "analysis": 5, "attacks": 5,
     "experiments": 6,
     "cli": 7,
 }

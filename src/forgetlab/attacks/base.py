@@ -1,0 +1,65 @@
+"""Recovery attacks: does forgotten knowledge come back?
+
+An attack takes the forgotten model and a ``measure`` function (the experiment's own metrics of a model)
+and returns the metrics of every variant it tries: ``{variant label: {metric: value}}`` — the quantized
+model, the model after k relearning steps, ... Attacks never change the model they are given (they work on
+a copy). Each attack is one file registered by name in :data:`ATTACKS`; recipes list them under
+``attacks:`` with their options.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import torch
+from accelerate import Accelerator
+
+from forgetlab.config import Spec
+from forgetlab.registry import Registry
+from forgetlab.train import EncodedItem
+
+Measure = Callable[[torch.nn.Module], dict[str, float]]
+Results = dict[str, dict[str, float]]
+
+
+@dataclass
+class AttackContext:
+    """What an attack may use besides the model: the tokenizer, the seed, the processes, encoded items to
+    relearn on by kind (never the forget items themselves), and the forget requests for read-outs."""
+
+    tokenizer: Any
+    seed: int
+    accelerator: Accelerator
+    relearn_items: Mapping[str, Sequence[EncodedItem]] = field(default_factory=dict)
+    forget_requests: Sequence[tuple[str, str]] = ()  # (prompt, target) of the forget items, for read-outs
+
+
+class Attack(abc.ABC):
+    """Base class: one way to try to bring forgotten knowledge back."""
+
+    name: ClassVar[str] = "attack"
+
+    @abc.abstractmethod
+    def run(self, model: torch.nn.Module, context: AttackContext, measure: Measure) -> Results:
+        """``{variant label: measure(attacked model)}`` (``model`` itself is left as it was)."""
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+class AttackSpec(Spec):
+    """One attack of a recipe: its registered name and its options (the attack's constructor arguments)."""
+
+    name: str
+    options: dict[str, Any] = {}
+
+
+def build_attack(spec: AttackSpec) -> Attack:
+    """The attack of a spec; unknown names and options are errors naming them."""
+    try:
+        return ATTACKS.get(spec.name)(**spec.options)
+    except TypeError as error:
+        raise ValueError(f"attack {spec.name}: {error}") from None

@@ -1,0 +1,68 @@
+"""Weight-only quantization (Zhang et al., ICLR 2025, arXiv 2410.16454: 4-bit quantization brings "forgotten"
+knowledge back because unlearning moves weights by less than a quantization step).
+
+Implemented with optimum-quanto (``quantize`` + ``freeze``): ``int8`` is symmetric per output channel,
+``int4`` is affine (scale and zero point) over groups of 128 input weights. On CPU the quantized linear layers
+dequantize and run in float32, so the result is the quantized model's numbers, not its speed. quanto was
+chosen over torchao (its int4 CPU path needs the separate ``mslk`` kernels) and HQQ (no wheel; built from
+source) because it installs as a pure-Python wheel and runs int8 and int4 on CPU with torch 2.13.
+
+The offline models come from Q4 GGUF files, whose weights already sit on a 4-bit grid of 32-weight blocks
+(Q4_1: a scale and a minimum per block). quanto's groups (128 along the input) do not line up with those
+blocks, so re-quantizing still moves weights, but by less than on a model trained in full precision: the
+"control" (quantizing the original model) measures how much quantization alone moves each metric.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Callable, Literal
+
+import torch
+
+from forgetlab.attacks.base import ATTACKS, Attack, AttackContext, Measure, Results
+from forgetlab.models import unwrap_model
+
+BITS = (8, 4)
+
+
+def quantized_copy(model: torch.nn.Module, bits: Literal[8, 4]) -> torch.nn.Module:
+    """A copy of ``model`` with every linear layer's weights quantized (``bits`` 8 or 4) and frozen."""
+    from optimum.quanto import freeze, qint4, qint8, quantize
+
+    if bits not in BITS:
+        raise ValueError(f"attack quantize: bits must be 8 or 4, got {bits}")
+    attacked = copy.deepcopy(unwrap_model(model))
+    quantize(attacked, weights=qint8 if bits == 8 else qint4)
+    freeze(attacked)
+    attacked.forward = _outside_inference_mode(attacked.forward)
+    return attacked.eval()
+
+
+def _outside_inference_mode(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """quanto's int4 tensors cannot run under ``torch.inference_mode`` (what the scoring engine uses): run
+    the forward pass with gradients off instead — the same numbers."""
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.no_grad():
+            return forward(*args, **kwargs)
+
+    return run
+
+
+@ATTACKS.register("quantize")
+class Quantize(Attack):
+    """Weight-only quantization to each of ``bits`` (default int8 and int4); variants ``int8``, ``int4``."""
+
+    name = "quantize"
+
+    def __init__(self, bits: list[int] | tuple[int, ...] = BITS) -> None:
+        unknown = [b for b in bits if b not in BITS]
+        if unknown or not bits:
+            raise ValueError(f"attack quantize: bits must be among {list(BITS)}, got {list(bits)}")
+        self.bits = tuple(int(b) for b in bits)
+
+    def run(self, model: torch.nn.Module, context: AttackContext, measure: Measure) -> Results:
+        return {f"int{bits}": measure(quantized_copy(model, bits)) for bits in self.bits}
