@@ -12,7 +12,6 @@ from forgetlab.attacks.logit_lens import lens_logits, lens_logprobs
 from forgetlab.attacks.quantize import quantized_copy
 from forgetlab.data.types import Pair
 from forgetlab.metrics.recovery import recovery, recovery_ratio
-from forgetlab.models import load_model
 from forgetlab.scoring import Scorer
 from forgetlab.train import encode_pairs
 
@@ -119,10 +118,13 @@ def test_recovery_by_hand():
     forgotten = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
     original = np.ones(8)
     attacked = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0])
-    out = recovery(attacked, forgotten, original, n_resamples=500, seed=1)
+    out = recovery(attacked.mean(), forgotten.mean(), original.mean(), items=(attacked, forgotten, original), n_resamples=500, seed=1)
     assert out["recovery"] == pytest.approx((0.5 - 0.125) / (1.0 - 0.125))
     assert out["difference"] == pytest.approx(0.375) and out["removed"] == pytest.approx(0.875)
     low, high = out["difference_ci"]
     assert low <= 0.375 <= high
-    noisy = recovery(attacked, forgotten, forgotten + np.array([1, -1, 1, -1, 0, 1, -1, 0.0]), n_resamples=500, seed=1)
+    moved_nothing = forgotten + np.array([1, -1, 1, -1, 0, 1, -1, 0.0])
+    noisy = recovery(attacked.mean(), forgotten.mean(), moved_nothing.mean(), items=(attacked, forgotten, moved_nothing),
+                     n_resamples=500, seed=1)
     assert noisy["recovery"] is None and noisy["removed_ci"][0] <= 0 <= noisy["removed_ci"][1]  # forgetting moved nothing
+    assert recovery(0.6, 0.5, 0.9)["recovery"] == pytest.approx(0.25) and "difference_ci" not in recovery(0.6, 0.5, 0.9)

@@ -21,8 +21,11 @@ from forgetlab.config import Spec
 from forgetlab.registry import Registry
 from forgetlab.train import EncodedItem
 
-Measure = Callable[[torch.nn.Module], dict[str, float]]
-Results = dict[str, dict[str, float]]
+Measure = Callable[[torch.nn.Module], dict[str, Any]]
+Results = dict[str, dict[str, Any]]
+#: The models an experiment can attack besides the forgotten one: the model before forgetting, and one that
+#: never learned the forget set (the control that tells memory coming back from the attack teaching).
+CONTROLS = ("original", "never_learned")
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Attack(abc.ABC):
     """Base class: one way to try to bring forgotten knowledge back."""
 
     name: ClassVar[str] = "attack"
+    #: The other models the experiment attacks the same way, as controls (see :data:`CONTROLS`).
+    controls: ClassVar[tuple[str, ...]] = ("original",)
 
     @abc.abstractmethod
     def run(self, model: torch.nn.Module, context: AttackContext, measure: Measure) -> Results:

@@ -92,6 +92,7 @@ class LogitLens(Attack):
     (i = 1 … L) with ``lens_logprob``, the forget targets' log-probability per token read off decoder layer i."""
 
     name = "logit_lens"
+    controls = ("original", "never_learned")
 
     def __init__(self, batch_size: int = 8) -> None:
         self.batch_size = int(batch_size)

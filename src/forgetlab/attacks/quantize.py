@@ -57,6 +57,7 @@ class Quantize(Attack):
     """Weight-only quantization to each of ``bits`` (default int8 and int4); variants ``int8``, ``int4``."""
 
     name = "quantize"
+    controls = ("original",)  # quantizing the original model: how much quantization alone moves each metric
 
     def __init__(self, bits: list[int] | tuple[int, ...] = BITS) -> None:
         unknown = [b for b in bits if b not in BITS]

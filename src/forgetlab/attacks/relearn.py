@@ -27,6 +27,7 @@ class Relearn(Attack):
     measure after each of ``steps`` optimizer steps; variants ``<data>_step<k>``."""
 
     name = "relearn"
+    controls = ("never_learned",)  # relearning on a model that never saw the forget set: what the data teaches
 
     def __init__(self, data: str = "disjoint", steps: list[int] | tuple[int, ...] = (1, 2, 5, 10, 20), lr: float = 1e-5,
                  batch_size: int = 8) -> None:

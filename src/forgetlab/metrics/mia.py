@@ -40,7 +40,7 @@ from forgetlab.metrics.registry import register_metric
 from forgetlab.scoring import TokenScores
 from forgetlab.stats import bootstrap_auc_ci, roc_auc, tpr_at_fpr
 
-ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "ref")
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "ref")
 TPR_AT = {"tpr_1pct": 0.01, "tpr_0.1pct": 0.001}
 
 
@@ -146,7 +146,7 @@ def evaluate_attacks(members: dict[str, np.ndarray], nonmembers: dict[str, np.nd
     """:func:`mia_summary` of every attack present in both score dicts."""
     return {
         name: mia_summary(members[name], nonmembers[name], n_resamples=n_resamples, seed=seed)
-        for name in ATTACKS
+        for name in MIA_ATTACKS
         if name in members and name in nonmembers
     }
 

@@ -33,25 +33,28 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
     return a - b
 
 
-def recovery(attacked: Sequence[float], forgotten: Sequence[float], original: Sequence[float], *,
+def recovery(attacked: float, forgotten: float, original: float, *,
+             items: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
              n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Recovery of a per-item metric (one value per forget item, the same items in the same order in all three).
+    """Recovery of one metric from its values for the attacked, forgotten and original models.
 
-    Returns the three means, ``difference`` (attacked − forgotten) and ``removed`` (original − forgotten) with
-    their paired bootstrap 95 % intervals, and ``recovery`` (None when ``removed``'s interval contains 0).
+    With ``items`` (the per-item values behind the metric, the same forget items in the same order for the
+    three models), ``difference`` (attacked − forgotten) and ``removed`` (original − forgotten) get paired
+    bootstrap 95 % intervals, and ``recovery`` is None when ``removed``'s interval contains 0; without them,
+    when ``original == forgotten``.
     """
-    difference, removed = _paired(attacked, forgotten), _paired(original, forgotten)
-    removed_ci = bootstrap_ci(removed, n_resamples=n_resamples, seed=seed)
-    within_noise = removed_ci is None or removed_ci[0] <= 0 <= removed_ci[1]
-    means = {name: float(np.mean(values)) for name, values in (("attacked", attacked), ("forgotten", forgotten), ("original", original))}
-    return {
-        **means,
-        "difference": float(difference.mean()),
-        "difference_ci": _as_list(bootstrap_ci(difference, n_resamples=n_resamples, seed=seed)),
-        "removed": float(removed.mean()),
-        "removed_ci": _as_list(removed_ci),
-        "recovery": None if within_noise else recovery_ratio(means["attacked"], means["forgotten"], means["original"]),
-    }
+    out: dict[str, Any] = {"attacked": attacked, "forgotten": forgotten, "original": original,
+                           "difference": attacked - forgotten, "removed": original - forgotten}
+    ratio = recovery_ratio(attacked, forgotten, original)
+    if items is not None:
+        difference, removed = _paired(items[0], items[1]), _paired(items[2], items[1])
+        removed_ci = bootstrap_ci(removed, n_resamples=n_resamples, seed=seed)
+        out["difference_ci"] = _as_list(bootstrap_ci(difference, n_resamples=n_resamples, seed=seed))
+        out["removed_ci"] = _as_list(removed_ci)
+        if removed_ci is None or removed_ci[0] <= 0 <= removed_ci[1]:
+            ratio = None
+    out["recovery"] = ratio
+    return out
 
 
 def _as_list(interval: tuple[float, float] | None) -> list[float] | None:

@@ -9,12 +9,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from forgetlab.attacks import AttackSpec
 from forgetlab.config import ExperimentConfig, OptimSpec, Spec
 from forgetlab.methods import METHODS
-from forgetlab.metrics.mia import ATTACKS
+from forgetlab.metrics.mia import MIA_ATTACKS
 from forgetlab.models import ModelSpec
 
-SET_ORDER = ("forget", "holdout", "retain", "utility")
+SET_ORDER = ("forget", "holdout", "retain", "utility")  # the sets evaluated during unlearning
+ATTACK_SETS = ("relearn", "benign")  # items only recovery attacks train on (relearning), never evaluated
 
 class _Source(Spec):
     """Common source options."""
@@ -94,9 +96,16 @@ class SetsSpec(Spec):
     holdout: SetSpec | None = None
     retain: SetSpec | None = None
     utility: SetSpec | None = None
+    relearn: SetSpec | None = Field(None, description="other items of the forgotten kind, for the relearn attack (data: disjoint)")
+    benign: SetSpec | None = Field(None, description="unrelated text, for the relearn attack (data: benign)")
 
     def named(self) -> dict[str, SetSpec]:
+        """The evaluated sets, in order."""
         return {name: getattr(self, name) for name in SET_ORDER if getattr(self, name) is not None}
+
+    def drawn(self) -> dict[str, SetSpec]:
+        """Every set drawn from the sources: the evaluated ones first, then the attacks' (disjoint from all)."""
+        return {name: getattr(self, name) for name in (*SET_ORDER, *ATTACK_SETS) if getattr(self, name) is not None}
 
 
 class LearnSpec(OptimSpec):
@@ -148,7 +157,7 @@ class ForgetMethodSpec(OptimSpec):
 class MIASpec(Spec):
     """Membership-inference attacks (forget = members, holdout = non-members)."""
 
-    attacks: list[Literal["loss", "zlib", "min_k", "min_k_pp", "ref"]] = Field(default_factory=lambda: list(ATTACKS))
+    attacks: list[Literal["loss", "zlib", "min_k", "min_k_pp", "ref"]] = Field(default_factory=lambda: list(MIA_ATTACKS))
     k: float = Field(0.2, gt=0, le=1, description="Min-K% / Min-K%++: fraction of lowest-scoring tokens")
     reference: Union[Literal["original", "none"], ModelSpec] = Field(
         "original", description="ref attack: 'original' (the model before unlearning), a model spec, or none"
@@ -207,11 +216,15 @@ class UnlearnConfig(ExperimentConfig):
     mia: MIASpec = Field(default_factory=MIASpec)
     select: SelectSpec = Field(default_factory=SelectSpec)
     save_models: bool = Field(True, description="keep the learned, selected and final weights in the run directory")
+    attacks: list[AttackSpec] = Field(
+        default_factory=list, description="recovery attacks on the selected model, with the original and control models "
+        "beside it (forgetlab.attacks: quantize, relearn, logit_lens)",
+    )
     cpu_threads: int | None = Field(None, ge=1, description="torch CPU threads for this run (None: torch's default)")
 
     @model_validator(mode="after")
     def _check(self) -> "UnlearnConfig":
-        for name, spec in self.sets.named().items():
+        for name, spec in self.sets.drawn().items():
             if spec.source not in self.sources:
                 known = ", ".join(self.sources) or "none"
                 raise ValueError(f"sets.{name}.source: unknown source {spec.source!r}; sources: {known}")

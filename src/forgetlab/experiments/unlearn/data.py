@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import (
-    SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
+    ATTACK_SETS, SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
 )
 from forgetlab.methods import Method
 from forgetlab.train import EncodedItem, encode_requests
@@ -88,11 +88,12 @@ def load_source(spec: SourceSpec, need: int, seed: int) -> list[Pair]:
 
 
 def build_sets(config: UnlearnConfig) -> dict[str, list[Pair]]:
-    """Seeded, disjoint slices of each source for the sets, in the order forget, holdout, retain, utility.
+    """Seeded, disjoint slices of each source for the sets, in the order forget, holdout, retain, utility
+    (then the attacks' relearn and benign sets).
 
     No (prompt, target) text goes into two sets, even from different sources.
     """
-    named = config.sets.named()
+    named = config.sets.drawn()
     needs: dict[str, int] = {}
     for spec in named.values():
         needs[spec.source] = needs.get(spec.source, 0) + spec.size
@@ -128,7 +129,7 @@ def sets_to_stage(sets: dict[str, list[Pair]]) -> dict[str, Any]:
 
 def sets_from_stage(payload: dict[str, Any]) -> dict[str, list[Pair]]:
     """The sets of a saved ``data`` stage (its other keys, e.g. ``seconds``, left out)."""
-    return {name: [Pair.from_dict(row) for row in rows] for name, rows in payload.items() if name in SET_ORDER}
+    return {name: [Pair.from_dict(row) for row in rows] for name, rows in payload.items() if name in (*SET_ORDER, *ATTACK_SETS)}
 
 
 def training_items(tokenizer: Any, items: Sequence[Pair], method: Method | None, seed: int, max_length: int) -> list[EncodedItem]:

@@ -183,6 +183,23 @@ class Evaluator:
 
     def evaluate(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Flat metrics ``{"<split>/<name>": value}`` and per-item rows of the current model."""
+        metrics, per_item = self._metrics_and_items(step)
+        return metrics, self._examples(step, per_item)
+
+    def measure(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Every metric of ``model`` (as at an evaluation, without touching the selection) and the forget items'
+        own values: ``{"metrics": {key: value}, "items": {"forget/<name>": [per item]}}`` — what recovery
+        attacks compare."""
+        current = self.runner.model
+        self.runner.model = model
+        try:
+            metrics, per_item = self._metrics_and_items(step=-1)
+        finally:
+            self.runner.model = current
+        items = {f"forget/{name}": values.tolist() for name, values in per_item["forget"].items() if not name.startswith("mia_")}
+        return {"metrics": metrics, "items": items}
+
+    def _metrics_and_items(self, step: int) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
         stats = {name: self._token_scores(s, name) for name, s in self.sets.items()}
         metrics: dict[str, float] = {}
         per_item: dict[str, dict[str, np.ndarray]] = {}
@@ -205,7 +222,7 @@ class Evaluator:
             if step == 0 or self.selection.state["start_losses"] is None:
                 self.selection.state["start_losses"] = {s: per_item[s]["loss"].tolist() for s in ("forget", "holdout")}
             metrics.update(self._mia(stats, per_item))
-        return metrics, self._examples(step, per_item)
+        return metrics, per_item
 
     def _scorer(self, model: torch.nn.Module, tokenizer: Any) -> Scorer:
         return self.runner.scorer(model, tokenizer, batch_size=self.config.eval.batch_size)

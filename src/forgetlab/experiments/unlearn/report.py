@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from forgetlab.experiments.unlearn.evaluate import metric_and_role
+from forgetlab.experiments.unlearn.robustness_report import robustness
 from forgetlab.experiments.unlearn.summary import HEADLINE
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.page import Page, esc
@@ -97,4 +98,4 @@ def trajectory(page: Page, context: ReportContext) -> None:
     context.figure(page, figure, "unlearning", "Loss, membership inference and memorization of the forget set at each evaluation")
 
 
-UNLEARN_SECTIONS: tuple[Section, ...] = (headline, trajectory)
+UNLEARN_SECTIONS: tuple[Section, ...] = (headline, trajectory, robustness)

@@ -16,13 +16,16 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.data.types import Pair
+from forgetlab.attacks import build_attack
+from forgetlab.attacks.relearn import Relearn
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
-from forgetlab.experiments.unlearn.config import ForgetMethodSpec, UnlearnConfig
+from forgetlab.experiments.unlearn.config import SET_ORDER, ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import build_sets, sets_from_stage, sets_to_stage, training_items
 from forgetlab.experiments.unlearn.evaluate import (
     EvalSet, Evaluator, Selection, metric_names, objective_badness,
 )
 from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
+from forgetlab.experiments.unlearn.robustness import RELEARN_SETS, Robustness, attack_label, robustness_summary
 from forgetlab.experiments.unlearn.summary import summarize, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
@@ -46,8 +49,20 @@ class UnlearnRunner(StagedRunner):
         sets = sets_from_stage(self.stage("data", lambda: sets_to_stage(build_sets(self.config))))
         learn = self.stage("learn", lambda: self._learn(sets)) if self.config.learn is not None else None
         unlearn = self.stage("unlearn", lambda: self._unlearn(sets))
+        robustness = self._robustness(sets) if self.config.attacks else None
         self.save_timings(**timings(unlearn))
-        return summarize(self.config, self.run_.id, sets, learn, unlearn)
+        summary = summarize(self.config, self.run_.id, sets, learn, unlearn)
+        return summary if robustness is None else dict(summary, robustness=robustness)
+
+    def _robustness(self, sets: dict[str, list[Pair]]) -> dict[str, Any]:
+        """The recovery attacks (one stage each, after the models' own measurements)."""
+        study = Robustness(self, sets)
+        models = self.stage("robustness/models", study.models_stage)
+        attacks = {
+            attack_label(i, spec): self.stage(f"robustness/{attack_label(i, spec)}", lambda spec=spec: study.attack_stage(spec))
+            for i, spec in enumerate(self.config.attacks)
+        }
+        return robustness_summary(models, attacks, self.config.mia.bootstrap, self.config.seed)
 
     # --- models ------------------------------------------------------------------------------------
 
@@ -142,7 +157,8 @@ class UnlearnRunner(StagedRunner):
         retain_items = training_items(self.tokenizer, sets["retain"], None, seed, max_length) if "retain" in sets else None
         retain_size = self.config.eval.retain_size  # retain items scored at each evaluation
         eval_sets = {
-            name: self.eval_set(items[:retain_size] if name == "retain" else items, max_length) for name, items in sets.items()
+            name: self.eval_set(items[:retain_size] if name == "retain" else items, max_length)
+            for name, items in sets.items() if name in SET_ORDER
         }
         selection = Selection(self.config.select, self.run_.path("stages", "unlearn", "selection.json"))
         evaluator = Evaluator(self, eval_sets, selection)
@@ -183,6 +199,19 @@ class UnlearnRunner(StagedRunner):
             "metrics": metrics,
             "examples": examples,
         }
+
+
+def check_attacks(config: UnlearnConfig) -> None:
+    """Each recovery attack exists with its options, has the weights and items it needs."""
+    for i, spec in enumerate(config.attacks):
+        try:
+            attack = build_attack(spec)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"attacks[{i}]: {error.args[0] if isinstance(error, KeyError) else error}") from None
+        if not config.save_models:
+            raise ValueError(f"attacks[{i}]: attacks need the kept weights; set save_models: true")
+        if isinstance(attack, Relearn) and getattr(config.sets, RELEARN_SETS[attack.data]) is None:
+            raise ValueError(f"attacks[{i}]: relearn on {attack.data!r} items needs sets.{RELEARN_SETS[attack.data]}")
 
 
 def _loss_row(stage: str, step: int, loss: float) -> dict[str, Any]:
@@ -293,6 +322,7 @@ class Unlearn:
             objective_badness(config.select.objective, 0.0)
         except ValueError as error:
             raise ValueError(f"select.objective: {error}") from None
+        check_attacks(config)
 
     def inputs(self, config: UnlearnConfig) -> Inputs:
         files = [path for source in config.sources.values() for path in source.input_files()]
