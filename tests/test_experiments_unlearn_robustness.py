@@ -94,7 +94,7 @@ def test_attack_errors_are_named_before_the_run_opens(tmp_path):
     no_set = _raw(attacks=[{"name": "relearn", "options": {"data": "benign"}}])
     with pytest.raises(ValueError, match=r"attacks\[0\]: relearn on 'benign' items needs sets.benign"):
         run_experiment(build_config(no_set), tmp_path)
-    with pytest.raises(ValueError, match=r"attacks\[0\]: attacks need the kept weights"):
+    with pytest.raises(ValueError, match=r"attacks: attacks need the kept weights"):
         run_experiment(build_config(_raw(attacks=[{"name": "quantize"}], save_models=False)), tmp_path)
     with pytest.raises(ConfigError, match="sets.relearn.source: unknown source"):
         raw = _raw()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from forgetlab.experiments.unlearn.evaluate import metric_and_role
-from forgetlab.experiments.unlearn.robustness_report import robustness
+from forgetlab.report.robustness import robustness
 from forgetlab.experiments.unlearn.summary import HEADLINE
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.page import Page, esc

@@ -16,8 +16,6 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.data.types import Pair
-from forgetlab.attacks import build_attack
-from forgetlab.attacks.relearn import Relearn
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.unlearn.config import SET_ORDER, ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import build_sets, sets_from_stage, sets_to_stage, training_items
@@ -25,7 +23,8 @@ from forgetlab.experiments.unlearn.evaluate import (
     EvalSet, Evaluator, Selection, metric_names, objective_badness,
 )
 from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
-from forgetlab.experiments.unlearn.robustness import RELEARN_SETS, Robustness, attack_label, robustness_summary
+from forgetlab.experiments.robustness import check_attacks, run_attacks
+from forgetlab.experiments.unlearn.robustness import RELEARN_SETS, Robustness
 from forgetlab.experiments.unlearn.summary import summarize, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
@@ -56,13 +55,8 @@ class UnlearnRunner(StagedRunner):
 
     def _robustness(self, sets: dict[str, list[Pair]]) -> dict[str, Any]:
         """The recovery attacks (one stage each, after the models' own measurements)."""
-        study = Robustness(self, sets)
-        models = self.stage("robustness/models", study.models_stage)
-        attacks = {
-            attack_label(i, spec): self.stage(f"robustness/{attack_label(i, spec)}", lambda spec=spec: study.attack_stage(spec))
-            for i, spec in enumerate(self.config.attacks)
-        }
-        return robustness_summary(models, attacks, self.config.mia.bootstrap, self.config.seed)
+        target = Robustness(self, sets).target()
+        return run_attacks(self, "", self.config.attacks, target, self.config.mia.bootstrap, self.config.seed)
 
     # --- models ------------------------------------------------------------------------------------
 
@@ -201,17 +195,12 @@ class UnlearnRunner(StagedRunner):
         }
 
 
-def check_attacks(config: UnlearnConfig) -> None:
+def check_unlearn_attacks(config: UnlearnConfig) -> None:
     """Each recovery attack exists with its options, has the weights and items it needs."""
-    for i, spec in enumerate(config.attacks):
-        try:
-            attack = build_attack(spec)
-        except (KeyError, ValueError) as error:
-            raise ValueError(f"attacks[{i}]: {error.args[0] if isinstance(error, KeyError) else error}") from None
-        if not config.save_models:
-            raise ValueError(f"attacks[{i}]: attacks need the kept weights; set save_models: true")
-        if isinstance(attack, Relearn) and getattr(config.sets, RELEARN_SETS[attack.data]) is None:
-            raise ValueError(f"attacks[{i}]: relearn on {attack.data!r} items needs sets.{RELEARN_SETS[attack.data]}")
+    if config.attacks and not config.save_models:
+        raise ValueError("attacks: attacks need the kept weights; set save_models: true")
+    check_attacks(config.attacks, {kind: None if getattr(config.sets, name) is not None else f"needs sets.{name}"
+                                   for kind, name in RELEARN_SETS.items()})
 
 
 def _loss_row(stage: str, step: int, loss: float) -> dict[str, Any]:
@@ -322,7 +311,7 @@ class Unlearn:
             objective_badness(config.select.objective, 0.0)
         except ValueError as error:
             raise ValueError(f"select.objective: {error}") from None
-        check_attacks(config)
+        check_unlearn_attacks(config)
 
     def inputs(self, config: UnlearnConfig) -> Inputs:
         files = [path for source in config.sources.values() for path in source.input_files()]

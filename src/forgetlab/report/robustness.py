@@ -1,11 +1,11 @@
-"""The "Robustness" section of an ``unlearn`` report: recovery of each headline metric under each attack,
-with the raw values, intervals and controls; figures of recovery against relearning steps, of quantization,
-and of the logit lens per layer."""
+"""The "Robustness" part of any experiment's report (its ``summary.robustness``, or one per task or group):
+recovery of each headline metric under each attack, with the raw values, intervals and controls; figures of
+recovery against relearning steps, of quantization, and of the logit lens per layer."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from forgetlab.report.context import ReportContext
 from forgetlab.report.page import Page, esc
@@ -13,31 +13,45 @@ from forgetlab.report.plots import legend, plt, text
 
 STEP = re.compile(r"^(?P<data>\w+)_step(?P<k>\d+)$")
 LAYER = re.compile(r"^layer(?P<i>\d+)$")
-SHOWN = ("forget/loss", "forget/verbatim", "mia/loss_auc", "mia/min_k_pp_auc")  # the lines of the figures
+TITLE = "Robustness: does the forgotten knowledge come back?"
 
 
 def robustness(page: Page, context: ReportContext) -> None:
-    """Recovery = (attacked − forgotten) / (original − forgotten) per attack, variant and metric."""
-    found = context.summary.get("robustness")
-    if not isinstance(found, dict) or not found.get("attacks"):
-        return
-    page.section("robustness", "Robustness: does the forgotten knowledge come back?")
+    """The section of a run whose summary has one ``robustness`` (the workbench, an attack run)."""
+    if has_robustness(context.summary.get("robustness")):
+        page.section("robustness", TITLE)
+        robustness_part(page, context, ["robustness"], "")
+
+
+def has_robustness(found: Any) -> bool:
+    """Whether ``found`` is a robustness summary with attacks."""
+    return isinstance(found, dict) and bool(found.get("attacks"))
+
+
+def robustness_part(page: Page, context: ReportContext, path: Sequence[str], name: str, shown: Sequence[str] | None = None) -> None:
+    """Recovery = (attacked − forgotten) / (original − forgotten) per attack, variant and metric, for the
+    robustness summary at ``path`` in the run's summary; figures named ``robustness_<name><label>``, with a
+    line for each of ``shown`` (default: every headline metric, at most four)."""
+    found = context.summary
+    for key in path:
+        found = found[key]
+    shown = list(shown or found.get("metrics", [])[:4])
     page.add("<p>Recovery = (m<sub>attacked</sub> − m<sub>forgotten</sub>) / (m<sub>original</sub> − m<sub>forgotten</sub>): "
              "0 = nothing came back, 1 = all of it; — when forgetting did not move the metric beyond noise (the 95 % "
              "interval of original − forgotten contains 0). Controls: the same attack on the original model "
              "(quantization) or on a model that never learned the forget set (relearning).</p>")
     for label, attack in found["attacks"].items():
-        _attack_table(page, label, attack)
-    _figures(page, context, found["attacks"])
+        _attack_table(page, list(path), label, attack)
+    _figures(page, context, found["attacks"], name, shown)
 
 
-def _attack_table(page: Page, label: str, attack: dict[str, Any]) -> None:
+def _attack_table(page: Page, path: list[str], label: str, attack: dict[str, Any]) -> None:
     rows = []
     for variant, metrics in attack["variants"].items():
         for key, row in metrics.items():
             if not isinstance(row, dict) or "recovery" not in row:
                 continue  # a read-out (logit lens): its figure shows it
-            base = ["robustness", "attacks", label, "variants", variant, key]
+            base = [*path, "attacks", label, "variants", variant, key]
             control = next((name for name in row if name.startswith("control_")), None)
             rows.append([esc(variant), esc(key), page.value([*base, "forgotten"]), page.value([*base, "attacked"]),
                          page.value([*base, "original"]), page.value([*base, "difference"]) + page.interval([*base, "difference_ci"]),
@@ -49,17 +63,17 @@ def _attack_table(page: Page, label: str, attack: dict[str, Any]) -> None:
                     "recovery", "control: attacked − before"], rows, numeric_from=2)
 
 
-def _figures(page: Page, context: ReportContext, attacks: dict[str, Any]) -> None:
+def _figures(page: Page, context: ReportContext, attacks: dict[str, Any], name: str, shown: list[str]) -> None:
     for label, attack in attacks.items():
-        variants = attack["variants"]
+        variants, figure = attack["variants"], f"robustness_{name}{label}"
         steps = {v: m for v, m in variants.items() if STEP.match(v)}
         layers = {v: m for v, m in variants.items() if LAYER.match(v)}
         if steps:
-            context.figure(page, _plot_relearning(steps), f"robustness_{label}", f"{label}: recovery against relearning steps")
+            context.figure(page, _plot_relearning(steps, shown), figure, f"{name}{label}: recovery against relearning steps")
         elif layers:
-            context.figure(page, _plot_lens(layers), f"robustness_{label}", f"{label}: forget targets' log-probability read off each layer")
+            context.figure(page, _plot_lens(layers), figure, f"{name}{label}: the forget set read off each layer")
         elif variants:
-            context.figure(page, _plot_bars(variants), f"robustness_{label}", f"{label}: recovery per variant")
+            context.figure(page, _plot_bars(variants, shown), figure, f"{name}{label}: recovery per variant")
 
 
 def _recoveries(variants: dict[str, Any], key: str) -> list[tuple[str, float]]:
@@ -77,9 +91,9 @@ def _control_share(variants: dict[str, Any], key: str) -> list[tuple[int, float]
     return out
 
 
-def _plot_relearning(variants: dict[str, Any]) -> Any:
+def _plot_relearning(variants: dict[str, Any], shown: list[str]) -> Any:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for key in SHOWN:
+    for key in shown:
         points = sorted((int(STEP.match(v)["k"]), r) for v, r in _recoveries(variants, key))
         if not points:
             continue
@@ -94,9 +108,9 @@ def _plot_relearning(variants: dict[str, Any]) -> Any:
     return fig
 
 
-def _plot_bars(variants: dict[str, Any]) -> Any:
+def _plot_bars(variants: dict[str, Any], shown: list[str]) -> Any:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    keys = [k for k in SHOWN if _recoveries(variants, k)]
+    keys = [k for k in shown if _recoveries(variants, k)]
     width = 0.8 / max(len(keys), 1)
     for i, key in enumerate(keys):
         found = dict(_recoveries(variants, key))
@@ -109,13 +123,18 @@ def _plot_bars(variants: dict[str, Any]) -> Any:
     return fig
 
 
+LENS_VALUES = {"lens_logprob": "log p(forget target) per token", "lens_acc": "accuracy on the forget set"}
+
+
 def _plot_lens(variants: dict[str, Any]) -> Any:
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ordered = sorted(variants, key=lambda v: int(LAYER.match(v)["i"]))
     roles = sorted({role for v in ordered for role in variants[v]})
-    for role in roles:
-        ax.plot([int(LAYER.match(v)["i"]) for v in ordered], [variants[v][role]["lens_logprob"] for v in ordered],
-                marker="o", markersize=3, label=role.replace("_", " "))
-    ax.set(xlabel="decoder layer", ylabel="log p(forget target) per token", title="Logit lens")
-    legend(ax)
+    values = [k for k in LENS_VALUES if all(k in variants[v][role] for v in ordered for role in roles)]
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 3.6), squeeze=False)
+    for ax, value in zip(axes[0], values):
+        for role in roles:
+            ax.plot([int(LAYER.match(v)["i"]) for v in ordered], [variants[v][role][value] for v in ordered],
+                    marker="o", markersize=3, label=role.replace("_", " "))
+        ax.set(xlabel="decoder layer", ylabel=LENS_VALUES[value], title="Logit lens")
+        legend(ax)
     return fig

@@ -1,0 +1,134 @@
+"""Did it really forget? The recovery attacks of any experiment (``attacks:`` in a recipe, or
+``forgetlab attack RUN`` on a finished one).
+
+An experiment says what is attacked — a :class:`Target`: how to load the *forgotten* model, the *original*
+one (before forgetting) and the *never_learned* control (a model that never saw the forget set), how to
+measure a model with its own headline metrics, and what the attacks may train on or read out. Each model is
+measured first (stage ``<prefix>robustness/models``), then each attack runs on the forgotten model and on
+its controls (stage ``<prefix>robustness/<i>-<attack>``), so a killed run resumes at the first unfinished
+attack. :func:`robustness_summary` turns the stages into recovery per attack, variant and metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from forgetlab.attacks import AttackContext, AttackSpec, build_attack
+from forgetlab.attacks.base import CONTROLS, Measure
+from forgetlab.experiments.base import StagedRunner
+from forgetlab.metrics.recovery import recovery
+
+ROLES = ("forgotten", *CONTROLS)
+
+
+@dataclass
+class Target:
+    """What an experiment gives the attacks.
+
+    ``roles`` loads each model by role (``forgotten`` and ``original`` always; ``never_learned`` when the
+    experiment has one); ``measure`` returns ``{"metrics": {key: value}, "items": {key: [per forget item]}}``;
+    ``metrics`` are the headline keys recovery is computed for (those in ``items`` get paired intervals).
+    """
+
+    roles: dict[str, Callable[[], torch.nn.Module]]
+    measure: Measure
+    context: Callable[[], AttackContext]
+    metrics: Sequence[str]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.roles) - set(ROLES)
+        if unknown or not {"forgotten", "original"} <= set(self.roles):
+            raise ValueError(f"robustness: roles must include forgotten and original, among {list(ROLES)}; got {sorted(self.roles)}")
+
+
+def attack_label(index: int, spec: AttackSpec) -> str:
+    """The stage key of the ``index``-th attack of a recipe."""
+    return f"{index}-{spec.name}"
+
+
+def run_attacks(runner: StagedRunner, prefix: str, attacks: Sequence[AttackSpec], target: Target,
+                n_resamples: int, seed: int) -> dict[str, Any]:
+    """Measure the target's models, run every attack (each a stage under ``<prefix>robustness/``) and
+    return the summary (:func:`robustness_summary`)."""
+    models = runner.stage(f"{prefix}robustness/models", lambda: models_stage(target))
+    results = {
+        attack_label(i, spec): runner.stage(f"{prefix}robustness/{attack_label(i, spec)}", lambda spec=spec: attack_stage(target, spec))
+        for i, spec in enumerate(attacks)
+    }
+    return robustness_summary(models, results, target.metrics, n_resamples, seed)
+
+
+def models_stage(target: Target) -> dict[str, Any]:
+    """Every role's measurement before any attack."""
+    return {"measured": {role: target.measure(load()) for role, load in target.roles.items()}}
+
+
+def attack_stage(target: Target, spec: AttackSpec) -> dict[str, Any]:
+    """One attack on the forgotten model and on its controls (those the target has)."""
+    attack, context = build_attack(spec), target.context()
+    roles = ["forgotten", *(role for role in attack.controls if role in target.roles)]
+    return {"attack": spec.model_dump(mode="json"),
+            "results": {role: attack.run(target.roles[role](), context, target.measure) for role in roles}}
+
+
+# --- summary (pure) ------------------------------------------------------------------------------------
+
+
+def robustness_summary(models: dict[str, Any], attacks: dict[str, dict[str, Any]], metrics: Sequence[str],
+                       n_resamples: int, seed: int) -> dict[str, Any]:
+    """``summary.robustness``: per attack and variant, each headline metric's recovery with its raw values,
+    intervals and the controls; read-outs (no metrics) as their values per role."""
+    measured = models["measured"]
+    return {
+        "metrics": list(metrics),
+        "models": {role: {k: v for k, v in m["metrics"].items() if k in metrics} for role, m in measured.items()},
+        "attacks": {label: _attack_summary(payload, measured, metrics, n_resamples, seed) for label, payload in attacks.items()},
+    }
+
+
+def _attack_summary(payload: dict[str, Any], measured: dict[str, Any], metrics: Sequence[str], n_resamples: int,
+                    seed: int) -> dict[str, Any]:
+    results = payload["results"]
+    out: dict[str, Any] = {"name": payload["attack"]["name"], "options": payload["attack"]["options"], "variants": {}}
+    for variant, attacked in results["forgotten"].items():
+        if "metrics" not in attacked:  # a read-out: its values per role
+            out["variants"][variant] = {role: results[role][variant] for role in results}
+            continue
+        controls = {role: results[role][variant] for role in results if role != "forgotten"}
+        out["variants"][variant] = _variant_summary(attacked, controls, measured, metrics, n_resamples, seed)
+    return out
+
+
+def _variant_summary(attacked: dict[str, Any], controls: dict[str, dict[str, Any]], measured: dict[str, Any],
+                     metrics: Sequence[str], n_resamples: int, seed: int) -> dict[str, Any]:
+    forgotten, original = measured["forgotten"], measured["original"]
+    out = {}
+    for key in metrics:
+        if key not in attacked["metrics"] or key not in original["metrics"]:
+            continue
+        values = [m["metrics"][key] for m in (attacked, forgotten, original)]
+        items = tuple(m["items"][key] for m in (attacked, forgotten, original)) if key in attacked.get("items", {}) else None
+        row = recovery(*values, items=items, n_resamples=n_resamples, seed=seed)
+        for role, result in controls.items():
+            before, after = measured[role]["metrics"][key], result["metrics"][key]
+            row[f"control_{role}"] = {"before": before, "attacked": after, "difference": after - before}
+        out[key] = row
+    return out
+
+
+def check_attacks(attacks: Sequence[AttackSpec], relearn_data: dict[str, str | None]) -> None:
+    """Each attack of a recipe exists with its options, and what relearning trains on is there:
+    ``relearn_data`` maps each kind of relearning data to None when the experiment has it, else to the
+    one-line reason why not (e.g. the missing recipe field)."""
+    from forgetlab.attacks.relearn import Relearn
+
+    for i, spec in enumerate(attacks):
+        try:
+            attack = build_attack(spec)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"attacks[{i}]: {error.args[0] if isinstance(error, KeyError) else error}") from None
+        if isinstance(attack, Relearn) and relearn_data.get(attack.data) is not None:
+            raise ValueError(f"attacks[{i}]: relearn on {attack.data!r} items {relearn_data[attack.data]}")
