@@ -10,9 +10,9 @@ from accelerate import Accelerator
 from forgetlab.attacks import ATTACKS, AttackContext, AttackSpec, build_attack
 from forgetlab.attacks.logit_lens import lens_logits, lens_logprobs
 from forgetlab.attacks.quantize import quantized_copy
-from forgetlab.data.types import Pair
+from forgetlab.data.types import MCDoc, Pair
 from forgetlab.metrics.recovery import recovery, recovery_ratio
-from forgetlab.scoring import Scorer
+from forgetlab.scoring import Scorer, score_mc
 from forgetlab.train import encode_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +86,20 @@ def test_logit_lens_log_probabilities_match_the_scoring_engine_at_the_last_layer
     np.testing.assert_allclose(lens[-1], engine, atol=1e-4)
     per_layer = build_attack(AttackSpec(name="logit_lens")).run(model, _context(tokenizer), _measure(tokenizer))
     assert list(per_layer) == ["layer1", "layer2"]
+
+
+def test_logit_lens_of_multiple_choice_items_reads_accuracy_matching_the_engine_at_the_last_layer(tiny):
+    model, tokenizer = tiny
+    docs = [MCDoc("t", str(i), (f"Q{i}: {i} plus {i} is",) * 3, (f" {2 * i}", f" {2 * i + 1}", " blue"), i % 3) for i in range(6)]
+    choices = [([d.request(c) for c in range(3)], d.gold) for d in docs]
+    per_layer = build_attack(AttackSpec(name="logit_lens")).run(model, _context(tokenizer, forget_choices=choices), _measure(tokenizer))
+    scores = score_mc(Scorer(model, tokenizer, batch_size=8), docs)
+    gold = [s.logprobs[s.gold] for s in scores]
+    tokens = sum(len(tokenizer(d.continuations[d.gold])["input_ids"]) for d in docs)
+    last = per_layer["layer2"]
+    assert last["lens_acc"] == pytest.approx(np.mean([s.correct for s in scores]), abs=1e-12)
+    assert last["lens_logprob"] == pytest.approx(sum(gold) / tokens, abs=1e-5)
+    assert set(per_layer["layer1"]) == {"lens_logprob", "lens_acc"}
 
 
 def test_relearning_with_lr_zero_changes_nothing_and_with_lr_it_does(tiny):

@@ -31,13 +31,15 @@ CONTROLS = ("original", "never_learned")
 @dataclass
 class AttackContext:
     """What an attack may use besides the model: the tokenizer, the seed, the processes, encoded items to
-    relearn on by kind (never the forget items themselves), and the forget requests for read-outs."""
+    relearn on by kind (never the forget items themselves), and the forget set for read-outs: its (prompt,
+    target) requests, or — for multiple-choice items — each item's choice requests and gold index."""
 
     tokenizer: Any
     seed: int
     accelerator: Accelerator
     relearn_items: Mapping[str, Sequence[EncodedItem]] = field(default_factory=dict)
     forget_requests: Sequence[tuple[str, str]] = ()  # (prompt, target) of the forget items, for read-outs
+    forget_choices: Sequence[tuple[Sequence[tuple[str, str]], int]] = ()  # multiple choice: (choice requests, gold)
 
 
 class Attack(abc.ABC):

@@ -89,7 +89,9 @@ def _continuation_logprobs(logits: torch.Tensor, chunk: Sequence[tuple[list[int]
 @ATTACKS.register("logit_lens")
 class LogitLens(Attack):
     """Read the forget set out of every layer (a read-out: ``measure`` is not used): variants ``layer<i>``
-    (i = 1 … L) with ``lens_logprob``, the forget targets' log-probability per token read off decoder layer i."""
+    (i = 1 … L) with ``lens_logprob``, the forget targets' (multiple choice: gold answers') log-probability
+    per token read off decoder layer i, and for multiple-choice items ``lens_acc``, the share whose gold
+    answer has the highest read-off log-likelihood."""
 
     name = "logit_lens"
     controls = ("original", "never_learned")
@@ -98,8 +100,26 @@ class LogitLens(Attack):
         self.batch_size = int(batch_size)
 
     def run(self, model: torch.nn.Module, context: AttackContext, measure: Measure) -> Results:
+        if context.forget_choices:
+            return self._multiple_choice(model, context)
         if not context.forget_requests:
             raise ValueError("attack logit_lens: the experiment gives no forget requests to read out")
         sums = lens_logprobs(model, context.tokenizer, context.forget_requests, self.batch_size)
-        tokens = sum(len(encode_pair(context.tokenizer, c, t)[1]) for c, t in context.forget_requests)
+        tokens = _tokens(context.tokenizer, context.forget_requests)
         return {f"layer{i + 1}": {"lens_logprob": float(row.sum() / tokens)} for i, row in enumerate(sums)}
+
+    def _multiple_choice(self, model: torch.nn.Module, context: AttackContext) -> Results:
+        requests = [request for choices, _ in context.forget_choices for request in choices]
+        sums = lens_logprobs(model, context.tokenizer, requests, self.batch_size)
+        starts = np.cumsum([0] + [len(choices) for choices, _ in context.forget_choices])
+        golds = starts[:-1] + np.asarray([gold for _, gold in context.forget_choices])
+        tokens = _tokens(context.tokenizer, [requests[g] for g in golds])
+        results = {}
+        for i, row in enumerate(sums):
+            correct = [int(np.argmax(row[a:b])) == gold for (a, b), (_, gold) in zip(zip(starts[:-1], starts[1:]), context.forget_choices)]
+            results[f"layer{i + 1}"] = {"lens_logprob": float(row[golds].sum() / tokens), "lens_acc": float(np.mean(correct))}
+        return results
+
+
+def _tokens(tokenizer: Any, requests: Sequence[tuple[str, str]]) -> int:
+    return sum(len(encode_pair(tokenizer, c, t)[1]) for c, t in requests)

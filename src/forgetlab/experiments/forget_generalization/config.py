@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from forgetlab.attacks import AttackSpec
 from forgetlab.config import ExperimentConfig, OptimSpec, Spec, check_run_name
+from forgetlab.data.corpus import CorpusSpec
 from forgetlab.metrics.forgetting import ClassifySpec
 
 
@@ -76,6 +78,16 @@ class AnalysisSpec(Spec):
     probe_test_size: int | None = Field(None, ge=1, description="test items for the probes (default: the whole test split)")
 
 
+class AttackDataSpec(Spec):
+    """What the recovery attacks of each task train on besides the model (``attacks:``)."""
+
+    relearn_size: int = Field(32, ge=1, description="relearn (data: disjoint): the first N fine-tuning items with their "
+                              "correct labels — other items of the task, never forget or test items")
+    benign: CorpusSpec | None = Field(None, description="relearn (data: benign): unrelated text, pairs of this corpus")
+    benign_split: Literal["train", "validation", "test"] = "train"
+    benign_size: int = Field(32, ge=1, description="relearn (data: benign): the first N pairs of benign_split")
+
+
 class ForgetGeneralizationConfig(ExperimentConfig):
     """Study A: fine-tune on correct labels, then forget with random labels, per task."""
 
@@ -88,6 +100,11 @@ class ForgetGeneralizationConfig(ExperimentConfig):
     classify: ClassifySpec = Field(default_factory=ClassifySpec, description="thresholds of the three behaviours")
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="predictors, learning/forgetting order, probes")
     save_models: bool = Field(True, description="keep the fine-tuned and forgotten weights in the run directory")
+    attacks: list[AttackSpec] = Field(
+        default_factory=list, description="recovery attacks on each task's forgotten model, with the fine-tuned (original) "
+        "and pre-trained (never learned) models beside it (forgetlab.attacks: quantize, relearn, logit_lens)",
+    )
+    attack_data: AttackDataSpec = Field(default_factory=AttackDataSpec, description="what relearning trains on")
 
     @model_validator(mode="before")
     @classmethod

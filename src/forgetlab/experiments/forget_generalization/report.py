@@ -25,6 +25,7 @@ from forgetlab.experiments.forget_generalization.plots import (
 from forgetlab.report.context import ReportContext, Section, jsonl_rows
 from forgetlab.report.page import Page, esc
 from forgetlab.report.plots import curves, slug
+from forgetlab.report.robustness import TITLE, has_robustness, robustness_part
 from forgetlab.store import StoreError
 
 CATEGORY_LABELS = {
@@ -195,6 +196,17 @@ def order(page: Page, context: ReportContext) -> None:
 # --- cross-task ---------------------------------------------------------------------------------------
 
 
+def robustness(page: Page, context: ReportContext) -> None:
+    """Per task: does test and forget accuracy come back under the recovery attacks?"""
+    tasks = {name: task for name, task in _tasks(context).items() if has_robustness(task.get("robustness"))}
+    if not tasks:
+        return
+    page.section("robustness", TITLE)
+    for name in tasks:
+        page.add(f"<h3>{esc(name)}</h3>")
+        robustness_part(page, context, ["tasks", name, "robustness"], f"{slug(name)}_")
+
+
 def _matrix_tables(page: Page, crosstask: dict[str, Any]) -> None:
     """The forget-ratio matrix (reference accuracies on top), then the accuracy and forget-fit matrices folded."""
     rows_order, cols_order = crosstask_axes(crosstask)
@@ -278,5 +290,5 @@ def study_a_trajectories(page: Page, context: ReportContext) -> None:
     _draw_trajectories(page, context, rows, source=page.value(["study_a_run"]))
 
 
-STUDY_A_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, trajectories)
+STUDY_A_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, trajectories, robustness)
 CROSS_TASK_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, crosstask, study_a_trajectories)

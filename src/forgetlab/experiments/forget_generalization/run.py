@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.config import OptimSpec
+from forgetlab.data.corpus import corpus_input_files
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.data.types import MCDoc
@@ -25,6 +26,8 @@ from forgetlab.experiments.forget_generalization.config import ForgetGeneralizat
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
 from forgetlab.experiments.forget_generalization.evaluate import TaskEvaluation
 from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
+from forgetlab.experiments.forget_generalization.robustness import TaskTarget
+from forgetlab.experiments.robustness import check_attacks, run_attacks
 from forgetlab.experiments.forget_generalization.summary import final_metric, run_summary, task_summary
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model, model_depth
@@ -50,9 +53,13 @@ class ForgetGeneralization:
             except KeyError as error:
                 raise KeyError(f"{section}.method: {error.args[0]}") from None
         check_layers(config.analysis, model_depth(config.model))
+        benign = config.attack_data.benign
+        check_attacks(config.attacks, {"disjoint": None, "benign": None if benign else "needs attack_data.benign (a corpus)"})
 
     def inputs(self, config: ForgetGeneralizationConfig) -> Inputs:
-        return Inputs(files=input_files(config.tasks, config.data), models=[config.model])
+        benign = config.attack_data.benign
+        files = input_files(config.tasks, config.data) + (corpus_input_files(benign) if benign and config.attacks else [])
+        return Inputs(files=files, models=[config.model])
 
     def run(self, config: ForgetGeneralizationConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
@@ -83,11 +90,24 @@ class TaskRunner(StagedRunner):
         self.results = {}
         for stage, compute in self._stages():
             self.results[stage] = self.stage(stage_key(self.task, stage), partial(compute, data))
+        robustness = self._robustness(data) if self.config.attacks else None
         if not self.config.save_models and self.is_main:
             for kept in ("finetuned", "forgotten"):
                 self.weights_path(self.task, kept).unlink(missing_ok=True)
         flipped = METHODS.get(self.config.forget.method).flips_labels
-        return task_summary(data, self.results, self.config.classify, flipped=flipped)
+        summary = task_summary(data, self.results, self.config.classify, flipped=flipped)
+        return summary if robustness is None else dict(summary, robustness=robustness)
+
+    def _robustness(self, data: PreparedTask) -> dict[str, Any]:
+        """The recovery attacks on this task's forgotten model (stages ``<task>/robustness/...``)."""
+        self.model, self._loaded_stage = None, None
+        target = TaskTarget(
+            self.config, data, lambda model, stage: self.load_weights(model, self.task, stage),
+            lambda model, tokenizer: self.scorer(model, tokenizer, batch_size=self.config.eval.batch_size,
+                                                 on_overlong=self.config.eval.on_overlong),
+            self.accelerator,
+        ).target()
+        return run_attacks(self, stage_key(self.task, ""), self.config.attacks, target, self.config.eval.bootstrap, self.config.seed)
 
     def _stages(self) -> tuple[tuple[str, Callable[[PreparedTask], dict[str, Any]]], ...]:
         return (
