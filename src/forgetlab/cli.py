@@ -129,6 +129,33 @@ def run(
     print(finished.dir.resolve())
 
 
+@app.command()
+def attack(
+    run_key: str = typer.Argument(..., metavar="RUN", help="the finished run to attack: id, unique id prefix, or run directory"),
+    recipe: Optional[str] = typer.Argument(None, help="YAML with attacks: [...] and attack_data: {...} (default: int8 and int4 "
+                                           "quantization, relearning 1-20 steps on other items of the forgotten kind, the logit lens)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="override a key: --set attacks.1.options.lr=1e-5"),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
+    wait: bool = typer.Option(False, "--wait", help="if another process is running this attack run, wait for it"),
+) -> None:
+    """Recovery attacks on a finished run, as a child run that references it (the run itself is never
+    rewritten; its report links to the attack run); the last line printed is the attack run's directory."""
+    from forgetlab.config import apply_overrides, read_recipe
+    from forgetlab.experiments import run_experiment
+    from forgetlab.experiments.attack import attack_recipe, attack_run_config, link_from_source
+    from forgetlab.interrupt import handle_sigterm
+    from forgetlab.store import RunStore
+
+    with _errors(), handle_sigterm():
+        store = RunStore(runs_dir or runs_dir_default(), create=False)
+        source = store.finished_run(store.find(run_key).id)
+        raw = apply_overrides(attack_recipe(read_recipe(recipe) if recipe else None), set_ or [])
+        cfg = attack_run_config(source, raw, origin=recipe or "the default attacks")
+        finished = run_experiment(cfg, store.root, command=shlex.join(sys.argv), wait=wait)
+        link_from_source(finished, cfg)
+    print(finished.dir.resolve())
+
+
 def _print_task_table(summary: dict) -> None:
     tasks = summary.get("tasks")
     if not tasks:

@@ -109,6 +109,27 @@ def read_json(path: Path) -> Any:
         ) from None
 
 
+#: An attack run of run R (``forgetlab attack R``) is named ``R-attacks``, so its id is ``R-attacks-<hex>``.
+ATTACK_RUNS = "-attacks"
+
+
+def attack_runs(run_dir: Path) -> list[Path]:
+    """The finished attack runs of the run in ``run_dir`` (its siblings named after it), sorted."""
+    return sorted(p for p in run_dir.parent.glob(f"{run_dir.name}{ATTACK_RUNS}-*") if (p / "summary.json").is_file())
+
+
+def recorded_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved recipe a run recorded in its ``config.yaml``."""
+    path = run_dir / "config.yaml"
+    try:
+        record = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"{run_dir}: no config.yaml (not a run directory)") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise StoreError(f"{path}: damaged, no 'config' mapping")
+    return record["config"]
+
+
 def remove_temporaries(folder: Path) -> int:
     """Delete every ``*.tmp`` file or folder under ``folder`` (half-written by a failed or killed process).
 
@@ -415,6 +436,8 @@ class RunStore:
         exact = [r for r in rows if r["id"] == key]
         if exact:
             rows = exact
+        ids = [r["id"] for r in rows]  # a prefix of a run's id also matches its attack runs: the run is meant
+        rows = [r for r in rows if not any(r["id"].startswith(f"{other}{ATTACK_RUNS}-") for other in ids)] or rows
         if len(rows) != 1:
             found = ", ".join(r["id"] for r in rows) or "none"
             raise KeyError(f"run {key!r}: expected one match in {self.root}, found {found}")

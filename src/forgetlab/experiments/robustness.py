@@ -11,15 +11,20 @@ attack. :func:`robustness_summary` turns the stages into recovery per attack, va
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
 from forgetlab.attacks import AttackContext, AttackSpec, build_attack
 from forgetlab.attacks.base import CONTROLS, Measure
+from forgetlab.config import ExperimentConfig
 from forgetlab.experiments.base import StagedRunner
 from forgetlab.metrics.recovery import recovery
+from forgetlab.registry import Registry
+from forgetlab.report.context import Section
+from forgetlab.store import Run
 
 ROLES = ("forgotten", *CONTROLS)
 
@@ -42,6 +47,46 @@ class Target:
         unknown = set(self.roles) - set(ROLES)
         if unknown or not {"forgotten", "original"} <= set(self.roles):
             raise ValueError(f"robustness: roles must include forgotten and original, among {list(ROLES)}; got {sorted(self.roles)}")
+
+
+class AttackableExperiment(Protocol):
+    """An experiment whose finished runs ``forgetlab attack`` can attack (registered in :data:`ATTACKABLE`)."""
+
+    #: Dotted recipe keys an attack run may set besides ``attacks``: only what the attacks train on or read,
+    #: never what the source run's results depend on (a key covers the keys under it).
+    attack_fields: tuple[str, ...]
+    #: The report section that draws the robustness summaries where this experiment's summary has them.
+    robustness_section: Section
+
+    def attack_finished(self, runner: StagedRunner, config: ExperimentConfig, source: Run) -> dict[str, Any]:
+        """Run ``config.attacks`` (``config``: the source's recipe with the attack run's additions) on the
+        finished run ``source``, reading its stages and weights and saving stages through ``runner``;
+        return the attack run's summary (robustness summaries where the source's summary has its results)."""
+
+
+ATTACKABLE: Registry[AttackableExperiment] = Registry("experiment with recovery attacks")
+
+
+def with_attack_data(source: dict[str, Any], attacks: list[dict[str, Any]], attack_data: dict[str, Any],
+                     allowed: Sequence[str]) -> dict[str, Any]:
+    """The source run's recipe (``source``, resolved) with the attack run's ``attacks`` and ``attack_data``
+    (dotted keys, each under one of ``allowed``) set; anything else is an error naming the key."""
+    merged = copy.deepcopy(source)
+    merged["attacks"] = attacks
+    for key, value in attack_data.items():
+        if not any(key == field or key.startswith(f"{field}.") for field in allowed):
+            raise ValueError(f"attack_data.{key}: an attack run may only set what its attacks train on "
+                             f"({', '.join(allowed)} for {source.get('experiment')})")
+        *parents, last = key.split(".")
+        node = merged
+        for part in parents:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ValueError(f"attack_data.{key}: {part} is not a mapping in the source recipe")
+        node[last] = value
+    return merged
 
 
 def attack_label(index: int, spec: AttackSpec) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.page import Page, document, esc, fmt
-from forgetlab.store import atomic_write_text
+from forgetlab.store import atomic_write_text, attack_runs
 
 LONG_LIST = 12
 MAX_FLAT_ROWS = 5000
@@ -42,6 +42,7 @@ def render_report(context: ReportContext, sections: Sequence[Section] = ()) -> P
     _header(page, context)
     for section in sections:
         section(page, context)
+    _attack_runs(page, context)
     _all_values(page, context.summary, shown_open=not page.sections)
     _config(page, context)
     _remove_stale_figures(context)
@@ -81,6 +82,14 @@ def _header(page: Page, context: ReportContext) -> None:
         ["world size", esc(resolved.get("world_size", "—"))],
     ]
     page.table([], [[f"<b>{label}</b>", cell] for label, cell in rows], numeric_from=99)
+
+
+def _attack_runs(page: Page, context: ReportContext) -> None:
+    """Links to the run's attack runs (``forgetlab attack RUN``), each with its own Robustness section."""
+    children = attack_runs(context.run_dir)
+    if children:
+        page.section("attack-runs", "Attack runs of this run")
+        page.add("<ul>" + "".join(f'<li><a href="../{esc(c.name)}/report.html#robustness">{esc(c.name)}</a></li>' for c in children) + "</ul>")
 
 
 def _all_values(page: Page, summary: dict[str, Any], *, shown_open: bool) -> None:

@@ -6,6 +6,7 @@ task pair, one ``cross_task_cell`` run each (:mod:`.cross_task`).
 """
 
 from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.experiments.robustness import ATTACKABLE
 from forgetlab.experiments.forget_generalization.config import (
     AnalysisSpec,
     CrossTaskCellConfig,
@@ -22,6 +23,7 @@ from forgetlab.experiments.forget_generalization.run import ForgetGeneralization
 from forgetlab.experiments.forget_generalization.summary import cell_forget_ratio
 
 EXPERIMENTS.register("forget_generalization")(ForgetGeneralization())
+ATTACKABLE.register("forget_generalization")(EXPERIMENTS.get("forget_generalization"))
 EXPERIMENTS.register("cross_task")(CrossTask())
 EXPERIMENTS.register("cross_task_cell")(CrossTaskCell())
 

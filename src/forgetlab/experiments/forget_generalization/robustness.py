@@ -19,7 +19,8 @@ from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.types import MCDoc
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig
 from forgetlab.experiments.forget_generalization.evaluate import score_task
-from forgetlab.experiments.robustness import Target
+from forgetlab.experiments.base import StagedRunner
+from forgetlab.experiments.robustness import Target, run_attacks
 from forgetlab.metrics.forgetting import accuracy
 from forgetlab.models import load_model, model_config
 from forgetlab.scoring import Scorer, resolve_max_length
@@ -89,3 +90,16 @@ class TaskTarget:
         choices = [([doc.request(c) for c in range(doc.n_choices)], doc.gold) for doc in self.data.forget]
         return AttackContext(tokenizer=self.tokenizer, seed=self.config.seed, accelerator=self.accelerator,
                              relearn_items=relearn, forget_choices=choices)
+
+
+def task_robustness(runner: StagedRunner, config: ForgetGeneralizationConfig, data: PreparedTask,
+                    load_weights: Callable[[torch.nn.Module, str], Any], task: str | None = None) -> dict[str, Any]:
+    """The recovery attacks on one task (stages ``<task>/robustness/...`` of ``runner``'s run); ``load_weights``
+    loads the weights a stage of the attacked run kept (``finetuned``, ``forgotten``)."""
+    task = task or data.task
+    target = TaskTarget(
+        config, data, load_weights,
+        lambda model, tokenizer: runner.scorer(model, tokenizer, batch_size=config.eval.batch_size, on_overlong=config.eval.on_overlong),
+        runner.accelerator,
+    ).target()
+    return run_attacks(runner, f"{task}/", config.attacks, target, config.eval.bootstrap, config.seed)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
 from forgetlab.config import OptimSpec
 from forgetlab.data.corpus import corpus_input_files
@@ -26,8 +27,9 @@ from forgetlab.experiments.forget_generalization.config import ForgetGeneralizat
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
 from forgetlab.experiments.forget_generalization.evaluate import TaskEvaluation
 from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
-from forgetlab.experiments.forget_generalization.robustness import TaskTarget
-from forgetlab.experiments.robustness import check_attacks, run_attacks
+from forgetlab.experiments.forget_generalization.report import robustness
+from forgetlab.experiments.forget_generalization.robustness import task_robustness
+from forgetlab.experiments.robustness import check_attacks
 from forgetlab.experiments.forget_generalization.summary import final_metric, run_summary, task_summary
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model, model_depth
@@ -66,6 +68,25 @@ class ForgetGeneralization:
         tasks = {ref.name: TaskRunner(config, ref, run, accelerator).run() for ref in config.tasks}
         return run_summary(config, run.id, tasks)
 
+    # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
+
+    attack_fields = ("attack_data",)
+    robustness_section = staticmethod(robustness)
+
+    def attack_finished(self, runner: StagedRunner, config: ForgetGeneralizationConfig, source: Run) -> dict[str, Any]:
+        """The attacks on each task's forgotten model of ``source`` (``tasks.<task>.robustness``)."""
+        tasks = {}
+        for ref in config.tasks:
+            saved = source.stage(stage_key(ref.name, "data"))
+            if saved is None:
+                raise FileNotFoundError(f"run {source.id}: no prepared data for task {ref.name!r}")
+
+            def load_weights(model: torch.nn.Module, stage: str, task: str = ref.name) -> None:
+                model.load_state_dict(load_file(str(source.kept_weights(stage_key(task, stage)))), strict=False)
+
+            tasks[ref.name] = {"robustness": task_robustness(runner, config, PreparedTask.from_dict(saved), load_weights, ref.name)}
+        return {"tasks": tasks}
+
 
 def stage_key(task: str, stage: str) -> str:
     """The key a Study A run saves a task's stage under (its payload, and the weights the stage keeps)."""
@@ -101,13 +122,7 @@ class TaskRunner(StagedRunner):
     def _robustness(self, data: PreparedTask) -> dict[str, Any]:
         """The recovery attacks on this task's forgotten model (stages ``<task>/robustness/...``)."""
         self.model, self._loaded_stage = None, None
-        target = TaskTarget(
-            self.config, data, lambda model, stage: self.load_weights(model, self.task, stage),
-            lambda model, tokenizer: self.scorer(model, tokenizer, batch_size=self.config.eval.batch_size,
-                                                 on_overlong=self.config.eval.on_overlong),
-            self.accelerator,
-        ).target()
-        return run_attacks(self, stage_key(self.task, ""), self.config.attacks, target, self.config.eval.bootstrap, self.config.seed)
+        return task_robustness(self, self.config, data, lambda model, stage: self.load_weights(model, self.task, stage))
 
     def _stages(self) -> tuple[tuple[str, Callable[[PreparedTask], dict[str, Any]]], ...]:
         return (

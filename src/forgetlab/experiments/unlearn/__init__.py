@@ -34,6 +34,7 @@ experiment), :mod:`.summary` (stage payloads → ``summary.json``).
 """
 
 from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.experiments.robustness import ATTACKABLE
 from forgetlab.experiments.unlearn.config import (
     Constraint, CorpusSource, FileSource, ForgetMethodSpec, InlineSource, LearnSpec, MIASpec, SelectSpec,
     SetSpec, SetsSpec, SourceSpec, TaskSource, UnlearnConfig, UnlearnEvalSpec,
@@ -48,6 +49,7 @@ from forgetlab.experiments.unlearn.run import (
 from forgetlab.experiments.unlearn.summary import headline, summarize
 
 EXPERIMENTS.register("unlearn")(Unlearn())
+ATTACKABLE.register("unlearn")(EXPERIMENTS.get("unlearn"))
 
 __all__ = [
     "Constraint", "CorpusSource", "EvalSet", "Evaluator", "FileSource", "ForgetMethodSpec", "InlineSource",

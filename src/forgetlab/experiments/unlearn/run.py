@@ -23,6 +23,7 @@ from forgetlab.experiments.unlearn.evaluate import (
     EvalSet, Evaluator, Selection, metric_names, objective_badness,
 )
 from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
+from forgetlab.report.robustness import robustness
 from forgetlab.experiments.robustness import check_attacks, run_attacks
 from forgetlab.experiments.unlearn.robustness import RELEARN_SETS, Robustness
 from forgetlab.experiments.unlearn.summary import summarize, timings
@@ -321,3 +322,19 @@ class Unlearn:
     def run(self, config: UnlearnConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         with cpu_threads(config.cpu_threads):
             return UnlearnRunner(config, run, accelerator).run()
+
+    # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
+
+    attack_fields = ("sets.relearn", "sets.benign", "sources")
+    robustness_section = staticmethod(robustness)
+
+    def attack_finished(self, runner: StagedRunner, config: UnlearnConfig, source: Run) -> dict[str, Any]:
+        """The attacks on ``source``'s selected model; new relearn/benign sets are drawn as the source would
+        have drawn them (after its evaluated sets, which must come out unchanged)."""
+        saved, sets = sets_from_stage(source.stage("data") or {}), build_sets(config)
+        for name in config.sets.named():
+            if [p.to_dict() for p in sets[name]] != [p.to_dict() for p in saved.get(name, [])]:
+                raise ValueError(f"attack_data: the {name} set would differ from source run {source.id}'s; add sources, do not change them")
+        with cpu_threads(config.cpu_threads):
+            target = Robustness(UnlearnRunner(config, source, runner.accelerator), sets).target()
+            return {"robustness": run_attacks(runner, "", config.attacks, target, config.mia.bootstrap, config.seed)}
