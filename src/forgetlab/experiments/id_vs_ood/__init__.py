@@ -1,11 +1,13 @@
 """``id_vs_ood``: Study B (Baluta et al. 2024), unlearning in- vs out-of-distribution data by gradient ascent.
 
 config (the recipe) → data (corpus, forget groups, training streams) → run (the runner's stages) with
-evaluate (scoring), stopping (when a group counts as unlearned), jobs (the unlearning runs) → summary.
+evaluate (scoring), stopping (when a group counts as unlearned), jobs (the unlearning runs), robustness (the
+recovery attacks on each group's unlearned model) → summary.
 """
 
 from forgetlab.experiments.base import EXPERIMENTS
 from forgetlab.experiments.id_vs_ood.config import (
+    AttackDataSpec,
     BucketSpec,
     IdVsOodConfig,
     IdVsOodEvalSpec,
@@ -23,7 +25,7 @@ from forgetlab.experiments.id_vs_ood.summary import summarize
 EXPERIMENTS.register("id_vs_ood")(IdVsOod())
 
 __all__ = [
-    "BucketSpec", "Criterion", "GroupEvaluator", "IdVsOod", "IdVsOodConfig", "IdVsOodData", "IdVsOodEvalSpec",
+    "AttackDataSpec", "BucketSpec", "Criterion", "GroupEvaluator", "IdVsOod", "IdVsOodConfig", "IdVsOodData", "IdVsOodEvalSpec",
     "IdVsOodRunner", "Job", "PretrainSpec", "StopSpec", "StopUnlearning", "UnlearnSpec", "UnlearningCriteria",
     "build_data", "forget_values", "score_pairs", "stream_tokens", "summarize",
 ]

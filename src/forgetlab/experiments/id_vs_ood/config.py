@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from forgetlab.attacks import AttackSpec
 from forgetlab.config import ExperimentConfig, OptimSpec, Spec
 from forgetlab.data.canaries import CanarySpec, GroupSpec
 from forgetlab.data.corpus import CorpusSpec
@@ -108,6 +109,23 @@ class BucketSpec(Spec):
     factors: list[Literal["memorization", "difficulty"]] = Field(default_factory=lambda: ["memorization", "difficulty"])
 
 
+class AttackDataSpec(Spec):
+    """What the relearn attack (``attacks``) trains on, drawn in the ``robustness/data`` stage apart from every
+    item the run trains on or scores (forget groups, references, unseen canaries, stand-in spares, base, test
+    and held-out pairs); and the bootstrap of the recovery intervals. For a canary group the ``disjoint`` data
+    are the fresh canaries and the ``benign`` data the corpus pairs; for an ID group the other way round."""
+
+    canaries: int = Field(
+        32, ge=1, description="fresh canaries of the same format (never trained on, not references nor unseen "
+        "controls): relearn data 'disjoint' for canary groups, 'benign' for ID groups",
+    )
+    pairs: int = Field(
+        32, ge=1, description="corpus pairs no model trained on and no evaluation scores: relearn data 'disjoint' "
+        "for ID groups, 'benign' for canary groups",
+    )
+    bootstrap: int = Field(1000, ge=1, description="paired bootstrap resamples of the recovery intervals")
+
+
 class IdVsOodConfig(ExperimentConfig):
     """Study B (Baluta et al. 2024): train original/reference models with inserted forget sets, unlearn each
     group by gradient ascent."""
@@ -128,7 +146,15 @@ class IdVsOodConfig(ExperimentConfig):
     eval: IdVsOodEvalSpec = Field(default_factory=IdVsOodEvalSpec)
     buckets: BucketSpec = Field(default_factory=BucketSpec)
     cpu_threads: int | None = Field(None, ge=1, description="torch CPU threads for this run (None: torch's default)")
-    save_models: bool = Field(True, description="keep the original and reference weights in the run directory")
+    save_models: bool = Field(
+        True, description="keep the original and reference weights (and, with attacks, each group's unlearned ones) "
+        "in the run directory",
+    )
+    attacks: list[AttackSpec] = Field(
+        default_factory=list, description="recovery attacks on each forget group's unlearned model, with the original "
+        "and reference (never-learned control) models beside it (forgetlab.attacks: quantize, relearn, logit_lens)",
+    )
+    attack_data: AttackDataSpec = Field(default_factory=AttackDataSpec)
 
     @field_validator("model", mode="before")
     @classmethod

@@ -175,6 +175,18 @@ def forget_values(
     return values, per_item
 
 
+def measure_job(evaluation: Evaluation, scorer: Scorer, job: Job) -> tuple[dict[str, float], dict[str, np.ndarray], Scores]:
+    """One evaluation of a job's model (the one ``scorer`` scores): its group values and per-item arrays
+    (:func:`forget_values`) and the scored utility pairs — what every evaluation during unlearning computes,
+    and what the recovery attacks measure."""
+    spec = evaluation.spec
+    ll, n = score_pairs(scorer, job.items)
+    refs = score_pairs(scorer, evaluation.data.references) if job.kind.has_references else None
+    test = score_pairs(scorer, evaluation.utility_pairs)
+    forget, per_item = forget_values(job, ll, n, refs, test, spec.per_token_relative, spec.exposure)
+    return forget, per_item, test
+
+
 class GroupEvaluator:
     """The ``evaluate(step)`` callback of one unlearning run; keeps its own rows and raises :class:`StopUnlearning`."""
 
@@ -187,12 +199,8 @@ class GroupEvaluator:
         self.n_evals = 0
 
     def __call__(self, step: int) -> list[dict[str, Any]]:
-        evaluation, spec = self.evaluation, self.evaluation.spec
-        scorer = evaluation.scorer()
-        ll, n = score_pairs(scorer, self.job.items)
-        refs = score_pairs(scorer, evaluation.data.references) if self.job.kind.has_references else None
-        test = score_pairs(scorer, evaluation.utility_pairs)
-        forget, self.per_item = forget_values(self.job, ll, n, refs, test, spec.per_token_relative, spec.exposure)
+        evaluation = self.evaluation
+        forget, self.per_item, test = measure_job(evaluation, evaluation.scorer(), self.job)
         newly = self.criteria.update(step, forget)
         stopping = self.criteria.should_stop or step >= self.max_steps
         utility = heldout_loss_values(test)

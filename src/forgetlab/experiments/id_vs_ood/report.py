@@ -1,6 +1,6 @@
 """The sections of a Study B (``id_vs_ood``) report: a headline table per forget group (and tercile), the
-paper's claims as the run found them, the curves during unlearning (``metrics.jsonl``) and the groups before
-unlearning (``examples.jsonl``)."""
+paper's claims as the run found them, the curves during unlearning (``metrics.jsonl``), the groups before
+unlearning (``examples.jsonl``) and, with recovery attacks, each group's robustness."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from forgetlab.experiments.id_vs_ood.plots import (
 )
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.page import Page, esc
+from forgetlab.report.robustness import TITLE, has_robustness, robustness_part
 
 #: The headline columns of a group: (header, place in the group's summary).
 GROUP_COLUMNS = (
@@ -112,4 +113,19 @@ def before_unlearning(page: Page, context: ReportContext) -> None:
     context.figure(page, memorization, "memorization_difficulty", "Memorization and difficulty of the forget items")
 
 
-ID_VS_OOD_SECTIONS: tuple[Section, ...] = (groups, claims, unlearning_curves, before_unlearning)
+def robustness(page: Page, context: ReportContext) -> None:
+    """Per forget group: the recovery attacks on its unlearned model (``groups.<group>.robustness``)."""
+    attacked = [key for key, group in _groups(context.summary, "groups").items() if has_robustness(group.get("robustness"))]
+    if not attacked:
+        return
+    page.section("robustness", TITLE)
+    page.add("<p>Each group's model after unlearning (forgotten) against the original model, with the reference model "
+             "(which never saw any forget item) as the control of relearning. Relearning data: <i>disjoint</i> = fresh "
+             "items of the group's own kind (canaries for a canary group, never-trained corpus pairs for an ID group), "
+             "<i>benign</i> = the other kind. Exposure in bits, GenEx and losses in nats.</p>")
+    for key in attacked:
+        page.add(f"<h3>Group {esc(key)}</h3>")
+        robustness_part(page, context, ["groups", key, "robustness"], f"{key}_")
+
+
+ID_VS_OOD_SECTIONS: tuple[Section, ...] = (groups, claims, unlearning_curves, before_unlearning, robustness)

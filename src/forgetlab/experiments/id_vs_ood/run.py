@@ -22,10 +22,14 @@ it finishes, so a killed run resumes at the first unfinished one):
    reported as such and none of its numbers are recorded;
 6. ``unlearn/<group>/<factor>_<bucket>``: the same on each memorization/difficulty tercile of the
    groups named in ``buckets.groups`` (:mod:`.jobs`);
-7. ``summary.json`` (per group: steps until unlearned, utility at that point, exposure and generalized
-   exposure before and after, findings; :mod:`.summary`); wall-clock seconds go to ``timings.json`` so
-   that identical runs write byte-identical summaries. The report draws the curves from ``metrics.jsonl``
-   and ``examples.jsonl`` (:mod:`.report`).
+7. with ``attacks``: ``robustness/data`` (fresh canaries and unused corpus pairs to relearn on), then for
+   each group that did not diverge ``unlearn/<group>/robustness/models`` and one stage per attack,
+   ``unlearn/<group>/robustness/<i>-<attack>``, on its unlearned weights (kept for them as
+   ``stages/weights/unlearned/<group>``), the original and the reference model (:mod:`.robustness`);
+8. ``summary.json`` (per group: steps until unlearned, utility at that point, exposure and generalized
+   exposure before and after, with attacks its ``robustness``, findings; :mod:`.summary`); wall-clock
+   seconds go to ``timings.json`` so that identical runs write byte-identical summaries. The report draws
+   the curves from ``metrics.jsonl`` and ``examples.jsonl`` (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from accelerate import Accelerator
 
 from forgetlab.data.canaries import StreamEntry
 from forgetlab.data.corpus import CORPORA, corpus_input_files
+from forgetlab.data.types import Pair
 from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
 from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import (
@@ -61,15 +66,17 @@ from forgetlab.experiments.id_vs_ood.evaluate import (
 )
 from forgetlab.experiments.id_vs_ood.jobs import Job, unlearning_jobs
 from forgetlab.experiments.id_vs_ood.report import ID_VS_OOD_SECTIONS
+from forgetlab.experiments.id_vs_ood.robustness import GroupRobustness, attack_pools, attacked_jobs, build_attack_data
 from forgetlab.experiments.id_vs_ood.stopping import StopUnlearning, UnlearningCriteria, exposure_baseline
 from forgetlab.experiments.id_vs_ood.summary import summarize
+from forgetlab.experiments.robustness import check_attacks, run_attacks
 from forgetlab.methods import METHODS
 from forgetlab.metrics.utility import greedy_translations
 from forgetlab.models import load_model
 from forgetlab.scoring import Scorer, resolve_max_length
 from forgetlab.scratch_model import build_scratch_model, load_tokenizer, parameter_count, save_tokenizer, train_bpe_tokenizer
 from forgetlab.store import Run
-from forgetlab.train import DivergenceError, check_finite, encode_pairs, train_items, trainable_state
+from forgetlab.train import DivergenceError, EncodedItem, check_finite, encode_pairs, train_items, trainable_state
 
 ROLES = ("original", "reference")  # the model trained with the forget sets, and the one trained without them
 
@@ -97,10 +104,14 @@ class IdVsOodRunner(StagedRunner):
         baseline = self.baseline = self.stage("baseline", self._baseline)
         jobs = unlearning_jobs(self.config, self.data, baseline)
         results = {job.key: self.stage(f"unlearn/{job.key}", lambda j=job: self._unlearn(j)) for job in jobs}
+        robustness = self._robustness(jobs, results) if self.config.attacks else {}
         if not self.config.save_models and self.is_main:
             for role in ROLES:
                 self.weights_path("weights", role).unlink(missing_ok=True)
+            shutil.rmtree(self.weights_path("weights", "unlearned").with_suffix(""), ignore_errors=True)
         summary = summarize(self.config, self.run_.id, self.data, training, baseline, jobs, results)
+        for key, found in robustness.items():
+            summary["groups"][key]["robustness"] = found
         # each stage's seconds as recorded when it ran; total: this invocation (a resumed run: its last part)
         self.save_timings(total_seconds=time.time() - started)
         self.accelerator.wait_for_everyone()
@@ -133,13 +144,23 @@ class IdVsOodRunner(StagedRunner):
         model, _ = load_model(self.config.model)
         return model
 
-    def _trained_model(self, role: str) -> torch.nn.Module:
+    def trained_model(self, role: str) -> torch.nn.Module:
         """The model with the trained weights of ``role`` (original or reference) loaded, in eval mode."""
         if self.model is None:
             self.model = self._fresh_model()
         self.load_weights(self.model, "weights", role)
         self.model.eval()
         return self.model
+
+    def unlearned_model(self, key: str) -> torch.nn.Module:
+        """The model after unlearning job ``key`` (weights kept when the run has attacks), in eval mode."""
+        return self.load_weights(self.trained_model("original"), "weights", "unlearned", key).eval()
+
+    def training_items(self, pairs: list[Pair]) -> list[EncodedItem]:
+        """Pairs encoded as the original and reference models trained on them (with EOS if ``train.append_eos``)."""
+        if self.model is None:
+            self.model = self._fresh_model()
+        return encode_pairs(self.tokenizer, pairs, self._max_length(), eos=self.config.train.append_eos)
 
     def _max_length(self) -> int:
         return resolve_max_length(self.model.config, self.tokenizer)
@@ -196,7 +217,7 @@ class IdVsOodRunner(StagedRunner):
         """Score both models on every group, the references, the unseen canaries and the test pairs."""
         scores = {}
         for role in ROLES:
-            self._trained_model(role)
+            self.trained_model(role)
             scores[role] = self.evaluation.score_model(role)
         convention = self.config.eval.exposure
         return {
@@ -218,7 +239,7 @@ class IdVsOodRunner(StagedRunner):
     def _unlearn(self, job: Job) -> dict[str, Any]:
         """Gradient ascent on one job from the original weights, evaluated and stopped by the criteria."""
         spec = self.config.unlearn
-        model = self._trained_model("original")
+        model = self.trained_model("original")
         criteria = self._criteria(job)
         evaluator = GroupEvaluator(job, criteria, spec.max_steps, self.evaluation)
         nearby, similarity = nearby_sets(job, self.data, self.config.eval, self.config.seed)
@@ -241,6 +262,8 @@ class IdVsOodRunner(StagedRunner):
         finally:
             self.accelerator.free_memory()
         after = {name: score_pairs(self._current_scorer(), pairs)[0] for name, pairs in nearby.items()}
+        if self.config.attacks and job.bucket is None:  # the recovery attacks start from these weights
+            self.save_trained(model, "weights", "unlearned", job.key)
         return {
             "status": "ok", "stop_reason": reason, "steps": evaluator.last_step, "primary": criteria.primary,
             "first_met": criteria.first, "exposure_baseline": criteria.baseline, "exposure_tolerance": criteria.tolerance,
@@ -248,6 +271,17 @@ class IdVsOodRunner(StagedRunner):
             "nearby": nearby_summary(before, after, similarity),
             "metrics": evaluator.rows,
             "examples": evaluator.item_rows() + evaluator.samples,
+        }
+
+    # --- recovery attacks ----------------------------------------------------------------------------
+
+    def _robustness(self, jobs: list[Job], results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The recovery attacks on each group's unlearned model (one stage per attack and group), by job key."""
+        pools = attack_pools(self.stage("robustness/data", lambda: build_attack_data(self.config, self.data)), self.data)
+        return {
+            job.key: run_attacks(self, f"unlearn/{job.key}/", self.config.attacks, GroupRobustness(self, job, pools).target(),
+                                 self.config.attack_data.bootstrap, self.config.seed)
+            for job in attacked_jobs(jobs, results)
         }
 
 
@@ -268,6 +302,7 @@ class IdVsOod:
             CORPORA.get(config.corpus.name)
         except KeyError as error:
             raise KeyError(f"corpus.name: {error.args[0]}") from None
+        check_attacks(config.attacks, {"disjoint": None, "benign": None})  # attack_data gives both kinds to every group
 
     def inputs(self, config: IdVsOodConfig) -> Inputs:
         models = [] if config.from_scratch else [config.model]
