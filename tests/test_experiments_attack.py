@@ -115,3 +115,19 @@ def test_runs_of_experiments_without_attacks_or_without_their_weights_are_refuse
     config = attack_run_config(unkept, {})
     with pytest.raises(ValueError, match="cross_task_cell runs have no recovery attacks"):
         config.model_copy(update={"source_config": {"experiment": "cross_task_cell"}}).attacked()
+
+
+def test_a_study_b_run_is_attacked_per_group_with_the_numbers_of_inline_attacks(tmp_path):
+    from tests.test_experiments_id_vs_ood_robustness import _raw as study_b_raw
+
+    attacks = [{"name": "relearn", "options": {"steps": [1], "lr": 3e-2, "batch_size": 4}}]
+    plain = {k: v for k, v in study_b_raw(attacks=attacks).items() if k not in ("attacks", "attack_data")}
+    source = run_experiment(build_config(plain), tmp_path)
+    assert not any((source.dir / "stages" / "unlearn").rglob("robustness"))  # no attacks in the source
+    child = run_experiment(attack_run_config(source, {"attacks": attacks, "attack_data": {"attack_data": {"canaries": 8, "pairs": 8, "bootstrap": 200}}}), tmp_path)
+    inline = run_experiment(build_config(study_b_raw(attacks=attacks)), tmp_path / "inline")
+    groups = child.summary()["groups"]
+    assert set(groups) == {"ood_x10", "id_x10"}
+    for key, group in groups.items():
+        assert group["robustness"] == inline.summary()["groups"][key]["robustness"]
+    assert "<h3>Group ood_x10</h3>" in (child.dir / "report.html").read_text()

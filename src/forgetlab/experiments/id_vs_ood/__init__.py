@@ -6,6 +6,7 @@ recovery attacks on each group's unlearned model) → summary.
 """
 
 from forgetlab.experiments.base import EXPERIMENTS
+from forgetlab.experiments.robustness import ATTACKABLE
 from forgetlab.experiments.id_vs_ood.config import (
     AttackDataSpec,
     BucketSpec,
@@ -23,6 +24,7 @@ from forgetlab.experiments.id_vs_ood.stopping import Criterion, StopUnlearning, 
 from forgetlab.experiments.id_vs_ood.summary import summarize
 
 EXPERIMENTS.register("id_vs_ood")(IdVsOod())
+ATTACKABLE.register("id_vs_ood")(EXPERIMENTS.get("id_vs_ood"))
 
 __all__ = [
     "AttackDataSpec", "BucketSpec", "Criterion", "GroupEvaluator", "IdVsOod", "IdVsOodConfig", "IdVsOodData", "IdVsOodEvalSpec",

@@ -37,7 +37,7 @@ from __future__ import annotations
 import shutil
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
@@ -65,7 +65,7 @@ from forgetlab.experiments.id_vs_ood.evaluate import (
     score_pairs,
 )
 from forgetlab.experiments.id_vs_ood.jobs import Job, unlearning_jobs
-from forgetlab.experiments.id_vs_ood.report import ID_VS_OOD_SECTIONS
+from forgetlab.experiments.id_vs_ood.report import ID_VS_OOD_SECTIONS, robustness
 from forgetlab.experiments.id_vs_ood.robustness import GroupRobustness, attack_pools, attacked_jobs, build_attack_data
 from forgetlab.experiments.id_vs_ood.stopping import StopUnlearning, UnlearningCriteria, exposure_baseline
 from forgetlab.experiments.id_vs_ood.summary import summarize
@@ -94,9 +94,7 @@ class IdVsOodRunner(StagedRunner):
 
     def run(self) -> dict[str, Any]:
         started = time.time()
-        self.data = IdVsOodData.from_dict(self.stage("data", lambda: build_data(self.config).to_dict()))
-        self.evaluation = Evaluation(self.config.eval, self.data, self._current_scorer, self._generate)
-        self._prepare_tokenizer()
+        self._open_data(lambda: build_data(self.config).to_dict())
         training = {
             "original": self.stage("train/original", self._train_original),
             "reference": self.stage("train/reference", self._train_reference),
@@ -104,7 +102,7 @@ class IdVsOodRunner(StagedRunner):
         baseline = self.baseline = self.stage("baseline", self._baseline)
         jobs = unlearning_jobs(self.config, self.data, baseline)
         results = {job.key: self.stage(f"unlearn/{job.key}", lambda j=job: self._unlearn(j)) for job in jobs}
-        robustness = self._robustness(jobs, results) if self.config.attacks else {}
+        robustness = self.robustness(jobs, results) if self.config.attacks else {}
         if not self.config.save_models and self.is_main:
             for role in ROLES:
                 self.weights_path("weights", role).unlink(missing_ok=True)
@@ -116,6 +114,23 @@ class IdVsOodRunner(StagedRunner):
         self.save_timings(total_seconds=time.time() - started)
         self.accelerator.wait_for_everyone()
         return summary
+
+    def _open_data(self, build: Callable[[], dict[str, Any]]) -> None:
+        """The run's items (stage ``data``), their evaluation and the tokenizer."""
+        self.data = IdVsOodData.from_dict(self.stage("data", build))
+        self.evaluation = Evaluation(self.config.eval, self.data, self._current_scorer, self._generate)
+        self._prepare_tokenizer()
+
+    def finished_jobs(self) -> tuple[list[Job], dict[str, dict[str, Any]]]:
+        """Of this (finished) run: its items, tokenizer and baseline loaded; its unlearning jobs and their results."""
+
+        def missing() -> dict[str, Any]:
+            raise FileNotFoundError(f"run {self.run_.id}: a stage is missing; it is not a finished id_vs_ood run")
+
+        self._open_data(missing)
+        self.baseline = self.run_.stage("baseline") or missing()
+        jobs = unlearning_jobs(self.config, self.data, self.baseline)
+        return jobs, {job.key: self.run_.stage(f"unlearn/{job.key}") or missing() for job in jobs}
 
     # --- tokenizer and models ------------------------------------------------------------------------
 
@@ -262,7 +277,7 @@ class IdVsOodRunner(StagedRunner):
         finally:
             self.accelerator.free_memory()
         after = {name: score_pairs(self._current_scorer(), pairs)[0] for name, pairs in nearby.items()}
-        if self.config.attacks and job.bucket is None:  # the recovery attacks start from these weights
+        if (self.config.attacks or self.config.save_models) and job.bucket is None:  # recovery attacks start from these
             self.save_trained(model, "weights", "unlearned", job.key)
         return {
             "status": "ok", "stop_reason": reason, "steps": evaluator.last_step, "primary": criteria.primary,
@@ -275,11 +290,13 @@ class IdVsOodRunner(StagedRunner):
 
     # --- recovery attacks ----------------------------------------------------------------------------
 
-    def _robustness(self, jobs: list[Job], results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The recovery attacks on each group's unlearned model (one stage per attack and group), by job key."""
-        pools = attack_pools(self.stage("robustness/data", lambda: build_attack_data(self.config, self.data)), self.data)
+    def robustness(self, jobs: list[Job], results: dict[str, dict[str, Any]], stages: StagedRunner | None = None) -> dict[str, dict[str, Any]]:
+        """The recovery attacks on each group's unlearned model (one stage per attack and group, saved through
+        ``stages``: this run, or an attack run of it), by job key."""
+        stages = stages or self
+        pools = attack_pools(stages.stage("robustness/data", lambda: build_attack_data(self.config, self.data)), self.data)
         return {
-            job.key: run_attacks(self, f"unlearn/{job.key}/", self.config.attacks, GroupRobustness(self, job, pools).target(),
+            job.key: run_attacks(stages, f"unlearn/{job.key}/", self.config.attacks, GroupRobustness(self, job, pools).target(),
                                  self.config.attack_data.bootstrap, self.config.seed)
             for job in attacked_jobs(jobs, results)
         }
@@ -311,3 +328,15 @@ class IdVsOod:
     def run(self, config: IdVsOodConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         with cpu_threads(config.cpu_threads):
             return IdVsOodRunner(config, run, accelerator).run()
+
+    # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
+
+    attack_fields = ("attack_data",)
+    robustness_section = staticmethod(robustness)
+
+    def attack_finished(self, runner: StagedRunner, config: IdVsOodConfig, source: Run) -> dict[str, Any]:
+        """The attacks on each group's unlearned model of ``source`` (``groups.<group>.robustness``)."""
+        with cpu_threads(config.cpu_threads):
+            attacked = IdVsOodRunner(config, source, runner.accelerator)
+            jobs, results = attacked.finished_jobs()
+            return {"groups": {key: {"robustness": found} for key, found in attacked.robustness(jobs, results, runner).items()}}
