@@ -7,8 +7,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from forgetlab.attacks import ATTACKS, AttackContext, AttackSpec, build_attack
+from forgetlab.attacks import ATTACKS, AttackContext, AttackSpec, ProbeSplit, build_attack
 from forgetlab.attacks.logit_lens import lens_logits, lens_logprobs
+from forgetlab.attacks.probe import resolve_layers
 from forgetlab.attacks.quantize import quantized_copy
 from forgetlab.data.types import MCDoc, Pair
 from forgetlab.metrics.recovery import recovery, recovery_ratio
@@ -102,6 +103,31 @@ def test_logit_lens_of_multiple_choice_items_reads_accuracy_matching_the_engine_
     assert set(per_layer["layer1"]) == {"lens_logprob", "lens_acc"}
 
 
+def _probe_splits(members, others):
+    deal = {"train": slice(0, 8), "val": slice(8, 10), "test": slice(10, 14)}
+    return {name: ProbeSplit([*members[part], *others[part]], [1] * len(members[part]) + [0] * len(others[part]),
+                             [f"{name}{i}" for i in range(len(members[part]) + len(others[part]))]) for name, part in deal.items()}
+
+
+def test_a_linear_probe_reads_what_separates_the_texts_and_not_what_does_not(tiny):
+    model, tokenizer = tiny
+    members = [f"The secret word is alpha {i}" for i in range(14)]
+    others = [f"The secret word is omega {i}" for i in range(14)]
+    probe = build_attack(AttackSpec(name="probe", options={"layers": [1, -1], "cs": [1.0]}))
+    found = probe.run(model, _context(tokenizer, probe_splits=_probe_splits(members, others)), _measure(tokenizer))
+    assert list(found) == ["layer1", "layer2"]
+    assert found["layer2"]["probe_acc"] == 1.0 and found["layer2"]["question_acc"] is None  # one text per group
+    splits = _probe_splits(members, others)
+    test = splits["test"]
+    flipped = {**splits, "test": ProbeSplit(test.texts, [1 - y for y in test.labels], test.groups)}  # scored on the test labels
+    assert probe.run(model, _context(tokenizer, probe_splits=flipped), _measure(tokenizer))["layer2"]["probe_acc"] == 0.0
+    with pytest.raises(ValueError, match="no probe texts"):
+        probe.run(model, _context(tokenizer), _measure(tokenizer))
+    with pytest.raises(ValueError, match="layer 3 is not a layer of a 2-layer model"):
+        resolve_layers([3], 2)
+    assert resolve_layers([0.5, -1, 1.0], 2) == [1, 2]
+
+
 def test_relearning_with_lr_zero_changes_nothing_and_with_lr_it_does(tiny):
     model, tokenizer = tiny
     measure = _measure(tokenizer)
@@ -123,7 +149,7 @@ def test_unknown_attacks_and_options_are_named():
         build_attack(AttackSpec(name="nope"))
     with pytest.raises(ValueError, match="attack relearn: .*unexpected keyword argument 'stepz'"):
         build_attack(AttackSpec(name="relearn", options={"stepz": [1]}))
-    assert ATTACKS.names() == ["logit_lens", "quantize", "relearn"]
+    assert ATTACKS.names() == ["logit_lens", "probe", "quantize", "relearn"]
 
 
 def test_recovery_by_hand():

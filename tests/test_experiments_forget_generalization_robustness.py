@@ -20,6 +20,7 @@ ATTACKS = [
     {"name": "relearn", "options": {"steps": [2], "lr": 1e-2, "batch_size": 4}},
     {"name": "relearn", "options": {"data": "benign", "steps": [1], "lr": 1e-2, "batch_size": 4}},
     {"name": "logit_lens"},
+    {"name": "probe", "options": {"layers": [1, -1], "cs": [1.0]}},
 ]
 BENIGN = {"benign": {"name": "synthetic_translation", "synthetic_sizes": {"train": 40, "validation": 5, "test": 5}}, "benign_size": 8}
 
@@ -38,7 +39,7 @@ def test_each_attack_is_a_stage_of_the_task_and_the_three_models_are_measured(at
     run, summary = attacked
     robustness = summary["tasks"]["synth_compare"]["robustness"]
     assert robustness["metrics"] == ["test/acc", "forget/acc"]
-    assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-relearn", "4-logit_lens"]
+    assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-relearn", "4-logit_lens", "5-probe"]
     for label in ("models", *robustness["attacks"]):
         assert run.stage(f"synth_compare/robustness/{label}") is not None
     task = summary["tasks"]["synth_compare"]
@@ -90,7 +91,7 @@ def test_relearning_items_are_fine_tuning_items_disjoint_from_forget_and_test(at
 def test_a_run_killed_inside_an_attack_resumes_with_the_same_numbers(attacked, tmp_path):
     _, summary = attacked
     again = run_experiment(build_config(_raw()), tmp_path)
-    for name in ("2-relearn.json", "3-relearn.json", "4-logit_lens.json"):
+    for name in ("2-relearn.json", "3-relearn.json", "4-logit_lens.json", "5-probe.json"):
         (again.dir / "stages" / "synth_compare" / "robustness" / name).unlink()
     (again.dir / "summary.json").unlink()
     resumed = run_experiment(build_config(_raw()), tmp_path)
@@ -111,4 +112,14 @@ def test_the_report_has_a_robustness_part_per_task(attacked):
     html = (run.dir / "report.html").read_text()
     assert 'id="robustness"' in html and "<h3>synth_compare</h3>" in html
     figures = {p.name for p in (run.dir / "report").glob("robustness_*.png")}
-    assert figures == {f"robustness_synth_compare_{label}.png" for label in ("0-quantize", "1-relearn", "2-relearn", "3-relearn", "4-logit_lens")}
+    assert figures == {f"robustness_synth_compare_{label}.png" for label in ("0-quantize", "1-relearn", "2-relearn", "3-relearn", "4-logit_lens", "5-probe")}
+
+
+def test_the_probe_reads_the_forget_answers_per_layer_on_every_model(attacked):
+    run, summary = attacked
+    probe = summary["tasks"]["synth_compare"]["robustness"]["attacks"]["5-probe"]["variants"]
+    assert list(probe) == ["layer1", "layer2"]
+    for layer in probe.values():
+        assert set(layer) == {"forgotten", "original", "never_learned"}
+        for found in layer.values():
+            assert 0 <= found["probe_acc"] <= 1 and found["question_acc"] is not None and found["c"] == 1.0

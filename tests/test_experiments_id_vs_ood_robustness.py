@@ -26,6 +26,7 @@ ATTACKS = [
     {"name": "relearn", "options": {"steps": [1, 2], "lr": 0.0, "batch_size": 4}},
     {"name": "relearn", "options": {"data": "benign", "steps": [2], "lr": 3e-2, "batch_size": 4}},
     {"name": "logit_lens"},
+    {"name": "probe", "options": {"layers": [1, -1], "cs": [1.0]}},
 ]
 GROUPS = ("ood_x10", "id_x10")
 
@@ -50,7 +51,7 @@ def test_every_group_and_attack_has_its_stage(attacked):
     for group in GROUPS:
         robustness = summary["groups"][group]["robustness"]
         assert set(robustness["models"]) == {"forgotten", "original", "never_learned"}
-        assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-logit_lens"]
+        assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-logit_lens", "4-probe"]
         assert run.stage(f"unlearn/{group}/robustness/models") is not None
         for label in robustness["attacks"]:
             assert run.stage(f"unlearn/{group}/robustness/{label}") is not None
@@ -145,7 +146,7 @@ def test_attack_errors_are_named_before_the_run_opens(tmp_path):
     assert not list(tmp_path.glob("*/"))
 
 
-def test_without_attacks_nothing_is_kept_or_added(tmp_path):
+def test_without_attacks_nothing_is_added_and_the_weights_attacks_need_are_kept(tmp_path):
     from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 
     assert IdVsOodConfig.model_validate(copy.deepcopy(TINY_ID_VS_OOD)).attacks == []
@@ -154,7 +155,9 @@ def test_without_attacks_nothing_is_kept_or_added(tmp_path):
     run = run_experiment(build_config(raw), tmp_path)
     summary = json.loads((run.dir / "summary.json").read_text())
     assert all("robustness" not in group for group in summary["groups"].values())
-    assert run.stage("robustness/data") is None and not (run.dir / "stages" / "weights" / "unlearned").exists()
+    assert run.stage("robustness/data") is None
+    kept = {p.stem for p in (run.dir / "stages" / "weights" / "unlearned").glob("*.safetensors")}
+    assert kept == set(GROUPS)  # for a later forgetlab attack
 
 
 def test_without_save_models_the_unlearned_weights_go_at_the_end(tmp_path):
@@ -174,7 +177,7 @@ def test_the_report_has_a_robustness_section_per_group(attacked):
     parsed = assert_numbers_match(path, summary)  # every number shown is summary.json's, under its key
     assert "robustness" in parsed.ids and "Robustness: does the forgotten knowledge come back?" in path.read_text()
     figures = {p.name for p in (run.dir / "report").glob("robustness_*.png")}
-    assert figures == {f"robustness_{g}_{label}.png" for g in GROUPS for label in ("0-quantize", "1-relearn", "2-relearn", "3-logit_lens")}
+    assert figures == {f"robustness_{g}_{label}.png" for g in GROUPS for label in ("0-quantize", "1-relearn", "2-relearn", "3-logit_lens", "4-probe")}
     keys = {key for key, _ in parsed.values}
     for group in GROUPS:
         row = ["groups", group, "robustness", "attacks", "2-relearn", "variants", "benign_step2", "forget/genex_mean"]

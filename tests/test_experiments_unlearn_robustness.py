@@ -17,6 +17,7 @@ ATTACKS = [
     {"name": "relearn", "options": {"steps": [1, 2], "lr": 0.0, "batch_size": 4}},
     {"name": "relearn", "options": {"steps": [2], "lr": 3e-2, "batch_size": 4}},
     {"name": "logit_lens"},
+    {"name": "probe", "options": {"layers": [1, -1], "cs": [1.0]}},
 ]
 
 
@@ -37,7 +38,7 @@ def test_every_attack_has_its_stage_and_the_models_their_measurements(attacked):
     run, summary = attacked
     robustness = summary["robustness"]
     assert set(robustness["models"]) == {"forgotten", "original", "never_learned"}
-    assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-logit_lens"]
+    assert list(robustness["attacks"]) == ["0-quantize", "1-relearn", "2-relearn", "3-logit_lens", "4-probe"]
     for label in robustness["attacks"]:
         assert run.stage(f"robustness/{label}") is not None
     assert set(robustness["attacks"]["0-quantize"]["variants"]) == {"int8", "int4"}
@@ -110,6 +111,6 @@ def test_the_report_has_a_robustness_section_with_its_figures(attacked):
     html = write_run_report(run.dir).read_text()
     assert 'id="robustness"' in html and "Robustness: does the forgotten knowledge come back?" in html
     figures = {p.name for p in (run.dir / "report").glob("robustness_*.png")}
-    assert figures == {"robustness_0-quantize.png", "robustness_1-relearn.png", "robustness_2-relearn.png", "robustness_3-logit_lens.png"}
+    assert figures == {"robustness_0-quantize.png", "robustness_1-relearn.png", "robustness_2-relearn.png", "robustness_3-logit_lens.png", "robustness_4-probe.png"}
     recovery = summary["robustness"]["attacks"]["2-relearn"]["variants"]["disjoint_step2"]["forget/loss"]["recovery"]
     assert f'data-value="{json.dumps(recovery)}"' in html  # the number, with its key, as everywhere in the report

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -28,11 +28,26 @@ Results = dict[str, dict[str, Any]]
 CONTROLS = ("original", "never_learned")
 
 
+@dataclass(frozen=True)
+class ProbeSplit:
+    """Labelled texts for a linear probe (one of train, val, test): each text, its 0/1 label and its group
+    (the question a multiple-choice text answers; for (prompt, target) items, the item itself)."""
+
+    texts: Sequence[str]
+    labels: Sequence[int]
+    groups: Sequence[Hashable]
+
+    def __post_init__(self) -> None:
+        if not len(self.texts) == len(self.labels) == len(self.groups):
+            raise ValueError(f"probe split: {len(self.texts)} texts, {len(self.labels)} labels, {len(self.groups)} groups")
+
+
 @dataclass
 class AttackContext:
     """What an attack may use besides the model: the tokenizer, the seed, the processes, encoded items to
     relearn on by kind (never the forget items themselves), and the forget set for read-outs: its (prompt,
-    target) requests, or — for multiple-choice items — each item's choice requests and gold index."""
+    target) requests, or — for multiple-choice items — each item's choice requests and gold index; and
+    labelled texts for linear probes."""
 
     tokenizer: Any
     seed: int
@@ -40,6 +55,7 @@ class AttackContext:
     relearn_items: Mapping[str, Sequence[EncodedItem]] = field(default_factory=dict)
     forget_requests: Sequence[tuple[str, str]] = ()  # (prompt, target) of the forget items, for read-outs
     forget_choices: Sequence[tuple[Sequence[tuple[str, str]], int]] = ()  # multiple choice: (choice requests, gold)
+    probe_splits: Mapping[str, ProbeSplit] = field(default_factory=dict)  # train, val, test texts for linear probes
 
 
 class Attack(abc.ABC):

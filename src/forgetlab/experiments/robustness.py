@@ -17,9 +17,10 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from forgetlab.attacks import AttackContext, AttackSpec, build_attack
+from forgetlab.attacks import AttackContext, AttackSpec, ProbeSplit, build_attack
 from forgetlab.attacks.base import CONTROLS, Measure
 from forgetlab.config import ExperimentConfig
+from forgetlab.data.types import Pair
 from forgetlab.experiments.base import StagedRunner
 from forgetlab.metrics.recovery import recovery
 from forgetlab.registry import Registry
@@ -87,6 +88,27 @@ def with_attack_data(source: dict[str, Any], attacks: list[dict[str, Any]], atta
                 raise ValueError(f"attack_data.{key}: {part} is not a mapping in the source recipe")
         node[last] = value
     return merged
+
+
+#: Membership probes: item i of each class goes to train (i mod 4 = 0, 1), val (2) or test (3).
+PROBE_SPLIT_OF = ("train", "train", "val", "test")
+
+
+def membership_splits(members: Sequence[Pair], non_members: Sequence[Pair]) -> dict[str, ProbeSplit]:
+    """Probe texts for membership (label 1 = a forget item, 0 = an item of the same kind never trained on),
+    as many of each class, dealt into train/val/test by :data:`PROBE_SPLIT_OF`; none when either class has
+    fewer than 4 items."""
+    n = min(len(members), len(non_members))
+    if n < len(PROBE_SPLIT_OF):
+        return {}
+    rows: dict[str, tuple[list[str], list[int], list[str]]] = {name: ([], [], []) for name in ("train", "val", "test")}
+    for label, items in ((1, members[:n]), (0, non_members[:n])):
+        for i, item in enumerate(items):
+            texts, labels, groups = rows[PROBE_SPLIT_OF[i % len(PROBE_SPLIT_OF)]]
+            texts.append(item.text)
+            labels.append(label)
+            groups.append(item.pair_id)
+    return {name: ProbeSplit(*found) for name, found in rows.items()}
 
 
 def attack_label(index: int, spec: AttackSpec) -> str:

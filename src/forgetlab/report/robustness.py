@@ -71,7 +71,7 @@ def _figures(page: Page, context: ReportContext, attacks: dict[str, Any], name: 
         if steps:
             context.figure(page, _plot_relearning(steps, shown), figure, f"{name}{label}: recovery against relearning steps")
         elif layers:
-            context.figure(page, _plot_lens(layers), figure, f"{name}{label}: the forget set read off each layer")
+            context.figure(page, _plot_lens(layers), figure, f"{name}{label}: the forget set read off each layer, for each model")
         elif variants:
             context.figure(page, _plot_bars(variants, shown), figure, f"{name}{label}: recovery per variant")
 
@@ -123,18 +123,22 @@ def _plot_bars(variants: dict[str, Any], shown: list[str]) -> Any:
     return fig
 
 
-LENS_VALUES = {"lens_logprob": "log p(forget target) per token", "lens_acc": "accuracy on the forget set"}
+#: The values a per-layer read-out reports, and how its figure labels them.
+READ_OUTS = {"lens_logprob": "log p(forget target) per token", "lens_acc": "forget-set accuracy (logit lens)",
+             "probe_acc": "probe accuracy on the test texts", "question_acc": "probe: gold answer ranked first"}
 
 
 def _plot_lens(variants: dict[str, Any]) -> Any:
     ordered = sorted(variants, key=lambda v: int(LAYER.match(v)["i"]))
     roles = sorted({role for v in ordered for role in variants[v]})
-    values = [k for k in LENS_VALUES if all(k in variants[v][role] for v in ordered for role in roles)]
+    values = [k for k in READ_OUTS if all(variants[v][role].get(k) is not None for v in ordered for role in roles)]
+    if not values:
+        return None
     fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 3.6), squeeze=False)
     for ax, value in zip(axes[0], values):
         for role in roles:
             ax.plot([int(LAYER.match(v)["i"]) for v in ordered], [variants[v][role][value] for v in ordered],
                     marker="o", markersize=3, label=role.replace("_", " "))
-        ax.set(xlabel="decoder layer", ylabel=LENS_VALUES[value], title="Logit lens")
+        ax.set(xlabel="layer", ylabel=READ_OUTS[value], title="Read off each layer")
         legend(ax)
     return fig

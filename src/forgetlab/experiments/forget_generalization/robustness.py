@@ -4,7 +4,8 @@ pre-trained model, which never learned the task (*never_learned*, the control: r
 relearning items teach by themselves). Each is measured by the task's own metrics — accuracy on the forget
 set (true labels) and on the test subset scored during training — with the items' 0/1 correctness for
 paired intervals. Relearning trains on fine-tuning items with their correct labels (``disjoint``) or on
-pairs of a benign corpus (``benign``); the logit lens reads the forget items' choices off every layer.
+pairs of a benign corpus (``benign``); the logit lens reads the forget items' choices off every layer, and
+linear probes fitted on the fine-tuning items read the forget items' answers out of the hidden states.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any, Callable
 
 import torch
 
-from forgetlab.attacks import AttackContext
+from forgetlab.attacks import AttackContext, ProbeSplit
 from forgetlab.data.corpus import load_corpus
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.types import MCDoc
+from forgetlab.experiments.forget_generalization.analysis import pair_texts
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig
 from forgetlab.experiments.forget_generalization.evaluate import score_task
 from forgetlab.experiments.base import StagedRunner
@@ -89,7 +91,15 @@ class TaskTarget:
             relearn["benign"] = encode_pairs(self.tokenizer, pairs, max_length)
         choices = [([doc.request(c) for c in range(doc.n_choices)], doc.gold) for doc in self.data.forget]
         return AttackContext(tokenizer=self.tokenizer, seed=self.config.seed, accelerator=self.accelerator,
-                             relearn_items=relearn, forget_choices=choices)
+                             relearn_items=relearn, forget_choices=choices, probe_splits=self.probe_splits())
+
+    def probe_splits(self) -> dict[str, ProbeSplit]:
+        """Correct-vs-distractor texts: fitted on the fine-tuning items, C chosen on validation, tested on the
+        forget items with their true answers (none without a validation split)."""
+        if not self.data.validation:
+            return {}
+        splits = {"train": self.data.finetune, "val": self.data.validation, "test": self.data.forget}
+        return {name: ProbeSplit(*pair_texts(docs)) for name, docs in splits.items()}
 
 
 def task_robustness(runner: StagedRunner, config: ForgetGeneralizationConfig, data: PreparedTask,

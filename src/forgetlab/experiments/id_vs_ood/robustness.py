@@ -27,7 +27,7 @@ from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import IdVsOodData
 from forgetlab.experiments.id_vs_ood.evaluate import Evaluation, heldout_loss_values, measure_job
 from forgetlab.experiments.id_vs_ood.jobs import Job
-from forgetlab.experiments.robustness import Target
+from forgetlab.experiments.robustness import Target, membership_splits
 from forgetlab.scoring import Scorer
 from forgetlab.train import EncodedItem
 
@@ -104,6 +104,7 @@ class AttackedRunner(Protocol):
     tokenizer: Any
     accelerator: Any
     evaluation: Evaluation | None
+    data: IdVsOodData | None
 
     def trained_model(self, role: str) -> torch.nn.Module:
         """The model with ``role``'s trained weights (original or reference), in eval mode."""
@@ -144,9 +145,12 @@ class GroupRobustness:
         canaries, pairs = self.pools["canaries"], self.pools["pairs"]
         own, other = (canaries, pairs) if self.job.kind.has_references else (pairs, canaries)
         runner = self.runner
+        data = runner.data
+        never_trained = data.unseen if self.job.kind.has_references else data.heldout  # the same kind, never in training
         return AttackContext(tokenizer=runner.tokenizer, seed=runner.config.seed, accelerator=runner.accelerator,
                              relearn_items={"disjoint": runner.training_items(own), "benign": runner.training_items(other)},
-                             forget_requests=[p.request() for p in self.job.items])
+                             forget_requests=[p.request() for p in self.job.items],
+                             probe_splits=membership_splits(self.job.items, never_trained))
 
     def target(self) -> Target:
         return Target(roles=self.roles(), measure=self.measure, context=self.context, metrics=HEADLINE)

@@ -15,7 +15,7 @@ from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import SET_ORDER
 from forgetlab.experiments.unlearn.data import training_items
 from forgetlab.experiments.unlearn.evaluate import EvalSet, EvaluatedRunner, Evaluator, Selection
-from forgetlab.experiments.robustness import Target
+from forgetlab.experiments.robustness import Target, membership_splits
 from forgetlab.scoring import resolve_max_length
 from forgetlab.store import Run
 
@@ -93,5 +93,7 @@ class Robustness:
             kind: training_items(tokenizer, self.sets[name], None, self.config.seed, max_length)
             for kind, name in RELEARN_SETS.items() if name in self.sets
         }
+        probes = membership_splits(self.sets["forget"], self.sets.get("holdout", []))  # members vs never-trained holdout
         return AttackContext(tokenizer=tokenizer, seed=self.config.seed, accelerator=self.runner.accelerator,
-                             relearn_items=relearn, forget_requests=[p.request() for p in self.sets["forget"]])
+                             relearn_items=relearn, forget_requests=[p.request() for p in self.sets["forget"]],
+                             probe_splits=probes)
