@@ -26,6 +26,7 @@ from forgetlab.metrics.recovery import recovery
 from forgetlab.registry import Registry
 from forgetlab.report.context import Section
 from forgetlab.store import Run
+from forgetlab.train import DivergenceError
 
 ROLES = ("forgotten", *CONTROLS)
 
@@ -134,11 +135,17 @@ def models_stage(target: Target) -> dict[str, Any]:
 
 
 def attack_stage(target: Target, spec: AttackSpec) -> dict[str, Any]:
-    """One attack on the forgotten model and on its controls (those the target has)."""
+    """One attack on the forgotten model and on its controls (those the target has). A model the attack
+    drives to NaN/inf (e.g. relearning at too high a rate) is recorded as ``{"diverged": why}``, no numbers."""
     attack, context = build_attack(spec), target.context()
     roles = ["forgotten", *(role for role in attack.controls if role in target.roles)]
-    return {"attack": spec.model_dump(mode="json"),
-            "results": {role: attack.run(target.roles[role](), context, target.measure) for role in roles}}
+    results = {}
+    for role in roles:
+        try:
+            results[role] = attack.run(target.roles[role](), context, target.measure)
+        except DivergenceError as error:
+            results[role] = {"diverged": str(error)}
+    return {"attack": spec.model_dump(mode="json"), "results": results}
 
 
 # --- summary (pure) ------------------------------------------------------------------------------------
@@ -160,7 +167,11 @@ def _attack_summary(payload: dict[str, Any], measured: dict[str, Any], metrics: 
                     seed: int) -> dict[str, Any]:
     results = payload["results"]
     out: dict[str, Any] = {"name": payload["attack"]["name"], "options": payload["attack"]["options"], "variants": {}}
-    for variant, attacked in results["forgotten"].items():
+    diverged = {role: found["diverged"] for role, found in results.items() if "diverged" in found}
+    if diverged:
+        out["diverged"] = diverged
+    results = {role: found for role, found in results.items() if role not in diverged}
+    for variant, attacked in results.get("forgotten", {}).items():
         if "metrics" not in attacked:  # a read-out: its values per role
             out["variants"][variant] = {role: results[role][variant] for role in results}
             continue

@@ -23,7 +23,7 @@ from forgetlab.stats import bootstrap_ci
 def recovery_ratio(attacked: float, forgotten: float, original: float) -> float | None:
     """``(attacked − forgotten) / (original − forgotten)``; None when original equals forgotten."""
     removed = original - forgotten
-    return None if removed == 0 else (attacked - forgotten) / removed
+    return None if removed == 0 else (attacked - forgotten) / removed + 0.0  # + 0.0: no "-0.0" when nothing moved
 
 
 def _paired(a: Sequence[float], b: Sequence[float]) -> np.ndarray:

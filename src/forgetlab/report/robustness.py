@@ -46,6 +46,8 @@ def robustness_part(page: Page, context: ReportContext, path: Sequence[str], nam
 
 
 def _attack_table(page: Page, path: list[str], label: str, attack: dict[str, Any]) -> None:
+    for role, why in (attack.get("diverged") or {}).items():
+        page.note(f"{label}: the {role.replace('_', ' ')} model diverged under this attack (no numbers recorded): {why}")
     rows = []
     for variant, metrics in attack["variants"].items():
         for key, row in metrics.items():
