@@ -55,8 +55,11 @@ def test_an_attack_run_is_a_child_of_its_source_and_never_rewrites_it(study_a):
 
 
 def test_an_attack_run_gives_the_numbers_of_the_same_attacks_inside_the_recipe(study_a):
-    _, _, child, inline = study_a
+    source, _, child, inline = study_a
     assert child.summary()["tasks"]["synth_compare"]["robustness"] == inline.summary()["tasks"]["synth_compare"]["robustness"]
+    task = source.summary()["tasks"]["synth_compare"]
+    forgotten = child.summary()["tasks"]["synth_compare"]["robustness"]["models"]["forgotten"]
+    assert forgotten == {"test/acc": task["acc_forget_test"], "forget/acc": task["acc_forget_train"]}  # the whole test split
 
 
 def test_the_source_report_links_to_its_attack_runs_and_theirs_has_the_robustness_section(study_a):

@@ -26,7 +26,7 @@ BENIGN = {"benign": {"name": "synthetic_translation", "synthetic_sizes": {"train
 
 
 def _raw(**changes):
-    return {**STUDY_A_RAW, "attacks": ATTACKS, "attack_data": {"relearn_size": 8, **BENIGN}, **changes}
+    return {**STUDY_A_RAW, "attacks": ATTACKS, "attack_data": {"relearn_size": 8, "test_size": 10, **BENIGN}, **changes}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_each_attack_is_a_stage_of_the_task_and_the_three_models_are_measured(at
     assert models["forgotten"]["forget/acc"] == task["acc_forget_train"]
     assert models["original"]["forget/acc"] == task["acc_forget_train_before"]
     models_stage = run.stage("synth_compare/robustness/models")["measured"]
-    assert len(models_stage["never_learned"]["items"]["test/acc"]) == STUDY_A_RAW["eval"]["trajectory_test_size"]
+    assert len(models_stage["never_learned"]["items"]["test/acc"]) == 10  # attack_data.test_size of the 12
 
 
 def test_relearning_with_lr_zero_recovers_nothing_and_the_control_is_the_pretrained_model(attacked):

@@ -86,6 +86,7 @@ class AttackDataSpec(Spec):
     benign: CorpusSpec | None = Field(None, description="relearn (data: benign): unrelated text, pairs of this corpus")
     benign_split: Literal["train", "validation", "test"] = "train"
     benign_size: int = Field(32, ge=1, description="relearn (data: benign): the first N pairs of benign_split")
+    test_size: int | None = Field(None, ge=1, description="test items every attacked model is scored on (default: the whole test split)")
 
 
 class ForgetGeneralizationConfig(ExperimentConfig):

@@ -2,7 +2,7 @@
 the model after random-label forgetting (*forgotten*), the fine-tuned model before it (*original*) and the
 pre-trained model, which never learned the task (*never_learned*, the control: relearning it shows what the
 relearning items teach by themselves). Each is measured by the task's own metrics — accuracy on the forget
-set (true labels) and on the test subset scored during training — with the items' 0/1 correctness for
+set (true labels) and on the test split (``attack_data.test_size``) — with the items' 0/1 correctness for
 paired intervals. Relearning trains on fine-tuning items with their correct labels (``disjoint``) or on
 pairs of a benign corpus (``benign``); the logit lens reads the forget items' choices off every layer, and
 linear probes fitted on the fine-tuning items read the forget items' answers out of the hidden states.
@@ -67,11 +67,12 @@ class TaskTarget:
         return model.eval()
 
     def measure(self, model: torch.nn.Module) -> dict[str, Any]:
-        """Accuracy on the forget set and on the trajectory test subset, with each item's correctness."""
+        """Accuracy on the forget set and on the test split (its first ``attack_data.test_size`` items), with
+        each item's correctness."""
         if self.tokenizer is None:
             self.load(None)
         scorer = self._scorer(model, self.tokenizer)
-        splits = {"forget": self.data.forget, "test": self.data.test[: self.config.eval.trajectory_test_size]}
+        splits = {"forget": self.data.forget, "test": self.data.test[: self.config.attack_data.test_size]}
         metrics, items = {}, {}
         for split, docs in splits.items():
             correct = [float(s.correct) for s in score_task(scorer, docs, self.data.task, f"{self.data.task}: attacked {split}")]
