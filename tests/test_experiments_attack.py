@@ -52,6 +52,7 @@ def test_an_attack_run_is_a_child_of_its_source_and_never_rewrites_it(study_a):
     assert summary["source_run"] == source.id and summary["source_experiment"] == "forget_generalization"
     for label in ("models", "0-quantize", "1-relearn", "2-logit_lens"):
         assert child.stage(f"synth_compare/robustness/{label}") is not None
+    assert "synth_compare/robustness/1-relearn" in json.loads((child.dir / "timings.json").read_text())["stages"]
 
 
 def test_an_attack_run_gives_the_numbers_of_the_same_attacks_inside_the_recipe(study_a):

@@ -106,8 +106,9 @@ class AttackRun:
         source = RunStore(run.dir.parent, create=False).finished_run(config.source_run)
         if recorded_config(source.dir) != config.source_config:
             raise ValueError(f"source_run {source.id}: its config.yaml differs from this attack run's source_config")
-        attacked = config.attacked()
-        summary = ATTACKABLE.get(attacked.experiment).attack_finished(StagedRunner(config, run, accelerator), attacked, source)
+        attacked, runner = config.attacked(), StagedRunner(config, run, accelerator)
+        summary = ATTACKABLE.get(attacked.experiment).attack_finished(runner, attacked, source)
+        runner.save_timings()
         return {"source_run": source.id, "source_experiment": attacked.experiment, **summary}
 
 
