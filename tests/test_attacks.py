@@ -57,6 +57,25 @@ def test_int8_keeps_the_logits_close_and_int4_moves_them_more(tiny):
     assert torch.equal(after, reference)  # the attacked model is a copy
 
 
+def test_nf4_puts_every_linear_weight_on_a_16_value_grid_per_block_and_leaves_the_head(tiny):
+    model, tokenizer = tiny
+    quantized = quantized_copy(model, "nf4")
+    head = quantized.get_output_embeddings()
+    linears = [(n, m) for n, m in quantized.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    assert linears
+    for name, module in linears:
+        blocks = module.weight.detach().flatten().reshape(-1, 64)
+        assert max(len(torch.unique(block)) for block in blocks) <= 16, name  # NF4: 16 levels times a block's absmax
+        original = dict(model.named_modules())[name].weight
+        assert not torch.equal(module.weight, original)
+    assert torch.equal(head.weight, model.get_output_embeddings().weight)
+    input_ids, mask = _inputs(tokenizer)
+    with torch.no_grad():
+        gap = (quantized(input_ids=input_ids, attention_mask=mask).logits - model(input_ids=input_ids, attention_mask=mask).logits).abs().max()
+    assert 0 < float(gap) < 1.0
+    assert set(build_attack(AttackSpec(name="quantize", options={"bits": ["nf4", 8]})).run(model, _context(tokenizer), _measure(tokenizer))) == {"nf4", "int8"}
+
+
 def test_quantize_attack_reports_each_bit_width(tiny):
     model, tokenizer = tiny
     results = build_attack(AttackSpec(name="quantize", options={"bits": [8, 4]})).run(model, _context(tokenizer), _measure(tokenizer))
