@@ -182,6 +182,7 @@ def test_recovery_by_hand():
     assert out["difference"] == pytest.approx(0.375) and out["removed"] == pytest.approx(0.875)
     low, high = out["difference_ci"]
     assert low <= 0.375 <= high
+    assert 0 < out["removed_ci"][0] <= 0.875 <= out["removed_ci"][1]  # original − forgotten, not its mirror
     moved_nothing = forgotten + np.array([1, -1, 1, -1, 0, 1, -1, 0.0])
     noisy = recovery(attacked.mean(), forgotten.mean(), moved_nothing.mean(), items=(attacked, forgotten, moved_nothing),
                      n_resamples=500, seed=1)
