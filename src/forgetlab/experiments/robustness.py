@@ -38,6 +38,7 @@ class Target:
     ``roles`` loads each model by role (``forgotten`` and ``original`` always; ``never_learned`` when the
     experiment has one); ``measure`` returns ``{"metrics": {key: value}, "items": {key: [per forget item]}}``;
     ``metrics`` are the headline keys recovery is computed for (those in ``items`` get paired intervals).
+    ``measure`` and ``context`` are only called after some role's model was loaded.
     """
 
     roles: dict[str, Callable[[], torch.nn.Module]]
@@ -137,12 +138,15 @@ def models_stage(target: Target) -> dict[str, Any]:
 def attack_stage(target: Target, spec: AttackSpec) -> dict[str, Any]:
     """One attack on the forgotten model and on its controls (those the target has). A model the attack
     drives to NaN/inf (e.g. relearning at too high a rate) is recorded as ``{"diverged": why}``, no numbers."""
-    attack, context = build_attack(spec), target.context()
+    attack = build_attack(spec)
+    loaded = {"forgotten": target.roles["forgotten"]()}  # before the context, which may need what loading sets up
+    context = target.context()
     roles = ["forgotten", *(role for role in attack.controls if role in target.roles)]
     results = {}
     for role in roles:
+        model = loaded.pop(role, None) or target.roles[role]()
         try:
-            results[role] = attack.run(target.roles[role](), context, target.measure)
+            results[role] = attack.run(model, context, target.measure)
         except DivergenceError as error:
             results[role] = {"diverged": str(error)}
     return {"attack": spec.model_dump(mode="json"), "results": results}

@@ -69,8 +69,6 @@ class TaskTarget:
     def measure(self, model: torch.nn.Module) -> dict[str, Any]:
         """Accuracy on the forget set and on the test split (its first ``attack_data.test_size`` items), with
         each item's correctness."""
-        if self.tokenizer is None:
-            self.load(None)
         scorer = self._scorer(model, self.tokenizer)
         splits = {"forget": self.data.forget, "test": self.data.test[: self.config.attack_data.test_size]}
         metrics, items = {}, {}
@@ -82,8 +80,6 @@ class TaskTarget:
     def context(self) -> AttackContext:
         """Relearning items (fine-tuning items; benign corpus pairs when configured) and the forget items'
         choices with their true answers."""
-        if self.tokenizer is None:
-            self.load(None)
         spec = self.config.attack_data
         max_length = resolve_max_length(model_config(self.config.model), self.tokenizer)
         relearn = {"disjoint": encode_items(self.tokenizer, relearn_docs(self.config, self.data), max_length)}
@@ -104,13 +100,12 @@ class TaskTarget:
 
 
 def task_robustness(runner: StagedRunner, config: ForgetGeneralizationConfig, data: PreparedTask,
-                    load_weights: Callable[[torch.nn.Module, str], Any], task: str | None = None) -> dict[str, Any]:
+                    load_weights: Callable[[torch.nn.Module, str], Any]) -> dict[str, Any]:
     """The recovery attacks on one task (stages ``<task>/robustness/...`` of ``runner``'s run); ``load_weights``
     loads the weights a stage of the attacked run kept (``finetuned``, ``forgotten``)."""
-    task = task or data.task
     target = TaskTarget(
         config, data, load_weights,
         lambda model, tokenizer: runner.scorer(model, tokenizer, batch_size=config.eval.batch_size, on_overlong=config.eval.on_overlong),
         runner.accelerator,
     ).target()
-    return run_attacks(runner, f"{task}/", config.attacks, target, config.eval.bootstrap, config.seed)
+    return run_attacks(runner, f"{data.task}/", config.attacks, target, config.eval.bootstrap, config.seed)

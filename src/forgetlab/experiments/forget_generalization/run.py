@@ -84,7 +84,7 @@ class ForgetGeneralization:
             def load_weights(model: torch.nn.Module, stage: str, task: str = ref.name) -> None:
                 model.load_state_dict(load_file(str(source.kept_weights(stage_key(task, stage)))), strict=False)
 
-            tasks[ref.name] = {"robustness": task_robustness(runner, config, PreparedTask.from_dict(saved), load_weights, ref.name)}
+            tasks[ref.name] = {"robustness": task_robustness(runner, config, PreparedTask.from_dict(saved), load_weights)}
         return {"tasks": tasks}
 
 

@@ -60,10 +60,13 @@ class Robustness:
         self.runner.load(learned=learned)
         return self.runner.model.eval()
 
+    def _selection(self) -> Selection:
+        """The unlearning stage's selection, as it saved it."""
+        return Selection(self.config.select, self.runner.run_.path("stages", "unlearn", "selection.json"))
+
     def _forgotten(self) -> torch.nn.Module:
         model = self._fresh(learned=False)
-        selection = Selection(self.config.select, self.runner.run_.path("stages", "unlearn", "selection.json"))
-        best = selection.best()
+        best = self._selection().best()
         name = f"selected-step{best['step']}" if best is not None else "final"
         return self.runner.load_weights(model, "unlearn", name)
 
@@ -75,8 +78,7 @@ class Robustness:
             retain_size = self.config.eval.retain_size
             sets = {name: self.runner.eval_set(items[:retain_size] if name == "retain" else items, max_length)
                     for name, items in self.sets.items() if name in SET_ORDER}
-            selection = Selection(self.config.select, self.runner.run_.path("stages", "unlearn", "selection.json"))
-            self._evaluator = Evaluator(self.runner, sets, selection)
+            self._evaluator = Evaluator(self.runner, sets, self._selection())
         return self._evaluator
 
     def target(self) -> Target:
@@ -85,8 +87,6 @@ class Robustness:
                       metrics=HEADLINE)
 
     def _context(self) -> AttackContext:
-        if self.runner.model is None:  # a resumed run: nothing loaded yet
-            self.runner.load(learned=False)
         tokenizer = self.runner.tokenizer
         max_length = resolve_max_length(self.runner.model.config, tokenizer)
         relearn = {
