@@ -128,3 +128,22 @@ def test_report_errors(tmp_path):
     unknown = make_run(runs, dict(generic_summary(), experiment="retired", run="retired-0123456789ab"))
     result = runner.invoke(app, ["report", str(unknown), "--runs-dir", str(runs)])
     assert result.exit_code == 2 and "unknown experiment 'retired'" in result.output
+
+
+def test_study_a_table_reads_whole_at_80_columns(monkeypatch):
+    """Task names, every number and the category stay whole on an 80-column terminal (nothing cut or folded)."""
+    import io
+
+    from rich.console import Console
+
+    from forgetlab import cli as cli_module
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_module, "out", Console(file=screen, width=80))
+    row = {"acc_pretrained": 0.6041, "acc_finetuned": 0.854, "acc_forget_test": 0.6458, "acc_forget_train": 0.625,
+           "forget_gap": 0.1458, "forget_ratio": 0.5882, "category": "forget_set_not_fit"}
+    cli_module._print_task_table({"run": "quickstart-9504c23ab895", "tasks": {"synth_compare": row, "synth_arith": row}})
+    lines = screen.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    body = [line.split() for line in lines if line.strip().startswith("synth_")]
+    assert body == [[task, "0.604", "0.854", "0.646", "0.625", "0.146", "0.588", "forget_set_not_fit"] for task in ("synth_compare", "synth_arith")]

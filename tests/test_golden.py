@@ -49,13 +49,9 @@ def normalize(value: Any) -> Any:
 
 
 def run_recipe(recipe: str, runs: Path) -> dict[str, dict[str, Any]]:
-    """Run one golden recipe; every run it made, labelled by experiment (and task pair for cells)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_experiment(load_config(GOLDEN / "recipes" / f"{recipe}.yaml"), runs)
-    finally:
-        torch.set_num_threads(threads)
+    """Run one golden recipe (each sets ``cpu_threads: 1``); every run it made, labelled by experiment (and task
+    pair for cells)."""
+    run_experiment(load_config(GOLDEN / "recipes" / f"{recipe}.yaml"), runs)
     out = {}
     for row in RunStore(runs).list():
         run = RunStore(runs).find(row["id"])

@@ -1,7 +1,7 @@
 """The house's floors: a module imports only from its own floor or below, and no files import each other in a circle.
 
 cli → experiments → report/analysis → train/metrics → methods/scoring → data/store → config/models/scratch_model →
-registry/identity/interrupt. Every import counts, also one inside a function.
+registry/identity/interrupt/threads. Every import counts, also one inside a function.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "forgetlab"
 
 FLOORS = {
-    "registry": 0, "identity": 0, "interrupt": 0, "stats": 0,
+    "registry": 0, "identity": 0, "interrupt": 0, "stats": 0, "threads": 0,
     "config": 1, "models": 1, "scratch_model": 1,
     "data": 2, "store": 2,
     "methods": 3, "scoring": 3,

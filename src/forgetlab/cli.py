@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -156,17 +157,24 @@ def attack(
     print(finished.dir.resolve())
 
 
+#: Study A's summary columns and their headers: short words that wrap, so the table reads at 80 columns.
+TASK_COLUMNS = {
+    "acc_pretrained": "pre-\ntrained", "acc_finetuned": "fine-\ntuned", "acc_forget_test": "forgot\ntest",
+    "acc_forget_train": "forgot\ntrain", "forget_gap": "forget\ngap", "forget_ratio": "forget\nratio", "category": "category",
+}
+
+
 def _print_task_table(summary: dict) -> None:
     tasks = summary.get("tasks")
     if not tasks:
         return
-    table = Table(title=f"run {summary.get('run', '')}")
-    columns = ("acc_pretrained", "acc_finetuned", "acc_forget_test", "acc_forget_train", "forget_gap", "forget_ratio", "category")
-    table.add_column("task")
-    for column in columns:
-        table.add_column(column, justify="right")
+    table = Table(title=f"run {summary.get('run', '')}", caption="accuracy on the test set, and on the forget set (train)",
+                  box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    table.add_column("task", overflow="fold")
+    for header in TASK_COLUMNS.values():
+        table.add_column(header, justify="right", overflow="fold")
     for name, row in tasks.items():
-        table.add_row(name, *(_fmt(row.get(c)) for c in columns))
+        table.add_row(name, *(_fmt(row.get(key)) for key in TASK_COLUMNS))
     out.print(table)
 
 

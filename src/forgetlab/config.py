@@ -73,6 +73,10 @@ class ExperimentConfig(Spec):
     name: str = Field("run", description="the run's name: its id is <name>-<12 hex digits of its identity>")
     seed: int = Field(0, ge=0, le=MAX_SEED, description=f"seeds every random choice (0 to {MAX_SEED})")
     model: ModelSpec = Field(default_factory=ModelSpec)
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads per process (None: this process's share of the CPUs it may use); "
+        "the count actually used is part of the run's identity, as it changes the last bits of results",
+    )
 
     @field_validator("name")
     @classmethod

@@ -214,6 +214,33 @@ def unwrap_model(model: Any) -> Any:
     return model
 
 
+def logits_at(model: Any, rows: torch.Tensor, cols: torch.Tensor, **inputs: Any) -> torch.Tensor:
+    """``[N, vocab]`` logits of ``model(**inputs)`` at the positions ``(rows[i], cols[i])`` only.
+
+    The output layer sees only those positions (a forward pre-hook gathers its input), so the vocabulary
+    projection and everything after it (log-softmax, its backward) cost N rows rather than the batch's every
+    token, and the model's own post-processing of logits (soft-capping, scaling) still applies. A model
+    without an output-embedding module computes every logit, then gathers.
+    """
+    output_embeddings = getattr(unwrap_model(model), "get_output_embeddings", None)  # plain torch modules have none
+    head = output_embeddings() if output_embeddings is not None else None
+    if head is None:
+        return model(**inputs).logits[rows, cols]
+    width = inputs["input_ids"].shape[1]
+
+    def gather(module: torch.nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        if hidden.dim() != 3 or hidden.shape[1] != width:
+            raise RuntimeError(f"unexpected input {tuple(hidden.shape)} to the output layer (width {width})")
+        return (hidden[rows, cols][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        return model(**inputs).logits[0]
+    finally:
+        handle.remove()
+
+
 def num_hidden_layers(model: Any) -> int:
     """Transformer blocks of the model (its text model for multimodal configs); hidden states are this + 1."""
     config = unwrap_model(model).config

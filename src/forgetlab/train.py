@@ -227,7 +227,8 @@ class _Loop:
         self.accelerator, self.checkpoint_dir, self.desc, self.retain_items = accelerator, checkpoint_dir, desc, retain_items
         self.n_steps = total_steps(len(items), spec, accelerator.num_processes)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=spec.lr, weight_decay=spec.weight_decay)
+        # fused: one kernel over all parameters (also on CPU), what HF Trainer uses by default (adamw_torch_fused)
+        optimizer = torch.optim.AdamW(self.params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
         self.scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=spec.warmup_steps, num_training_steps=self.n_steps)
         self.wrapped, self.optimizer = accelerator.prepare(model, optimizer)
         self.result = StageResult(steps=0)
@@ -261,10 +262,11 @@ class _Loop:
             if self.retain_stream is not None:
                 retain = collate([self.retain_items[i] for i in next(self.retain_stream)], spec.loss, self.pad_id)
             loss = self.method.loss(self.wrapped, batch, retain) / spec.grad_accum
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"{self.desc}: loss became {loss.item()} at step {self.result.steps + 1}")
+            value = loss.item()  # the one host sync of a micro-batch
+            if not math.isfinite(value):
+                raise DivergenceError(f"{self.desc}: loss became {value} at step {self.result.steps + 1}")
             accelerator.backward(loss)
-            step_loss += loss.item()
+            step_loss += value
         if spec.max_grad_norm is not None:
             accelerator.clip_grad_norm_(self.params, spec.max_grad_norm)
         self.optimizer.step()

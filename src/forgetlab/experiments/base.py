@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -11,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -25,6 +24,7 @@ from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.html import render_report, write_report
 from forgetlab.scoring import Scorer
 from forgetlab.store import Run, RunStore, package_versions
+from forgetlab.threads import budget, thread_budget
 from forgetlab.train import save_state, trainable_state
 
 
@@ -125,19 +125,7 @@ class StagedRunner:
     def save_timings(self, **extra: Any) -> None:
         """``timings.json``: the seconds of every stage (of the attempt that computed it) and any extras."""
         if self.is_main:
-            self.run_.save_timings({"stages": self.stage_seconds, **extra})
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count for the duration (``None``: leave it), restored after."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+            self.run_.save_timings({"stages": self.stage_seconds, "cpu_threads": torch.get_num_threads(), **extra})
 
 
 @dataclass
@@ -149,15 +137,18 @@ class Identity:
 
 
 def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: int, command: str = "") -> Identity:
-    """Hash the resolved config, :data:`RESULTS_VERSION`, the world size, the content of every input
+    """Hash the resolved config, :data:`RESULTS_VERSION`, the world size, the torch threads per process (the
+    config's ``cpu_threads`` or this machine's budget, :mod:`forgetlab.threads`), the content of every input
     file and the identity of every model; the record adds versions, the code commit and the command."""
+    threads = budget(config.cpu_threads)
     inputs = experiment.inputs(config)
     files = input_digests(inputs.files)
     models = [dict(model_identity(spec), name=spec.name) for spec in inputs.models]
     resolved = config.model_dump(mode="json")
     identity = {
         "results_version": RESULTS_VERSION,
-        "config": resolved,
+        "config": config.model_dump(mode="json", exclude={"cpu_threads"}),
+        "cpu_threads": threads,
         "world_size": world_size,
         "inputs": [f["sha256"] for f in files],
         "models": models,
@@ -167,6 +158,7 @@ def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: i
         "config": resolved,
         "seed": config.seed,
         "world_size": world_size,
+        "cpu_threads": threads,
         "results_version": RESULTS_VERSION,
         "inputs": files,
         "models": models,
@@ -206,7 +198,8 @@ def run_experiment(
     if run.finished:
         return run
     try:
-        summary = experiment.run(config, run, accelerator)
+        with thread_budget(config.cpu_threads):
+            summary = experiment.run(config, run, accelerator)
         _reject_non_finite(summary)
         if accelerator.is_main_process:
             store.finish(run, summary)

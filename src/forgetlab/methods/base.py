@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.data.types import MCDoc
+from forgetlab.models import logits_at
 from forgetlab.registry import Registry
 
 LossMode = Literal["answer", "full", "choice"]
@@ -37,13 +38,23 @@ class Batch:
 
 
 def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probability of the labelled tokens of each row, and how many tokens that is."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    """Summed log-probability of the labelled tokens of each row, and how many tokens that is.
+
+    The vocabulary is projected only at the positions that predict a label (:func:`labelled_logits`).
+    """
     targets = batch.labels[:, 1:]
     mask = targets != -100
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    token_lp = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-    return token_lp.sum(-1), mask.sum(-1)
+    logprobs = torch.log_softmax(labelled_logits(model, batch).float(), dim=-1)
+    token_lp = logprobs.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+    per_token = torch.zeros(mask.shape, dtype=token_lp.dtype, device=token_lp.device).masked_scatter(mask, token_lp)
+    return per_token.sum(-1), mask.sum(-1)
+
+
+def labelled_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """``[N, vocab]`` logits at the N positions that predict a labelled token, in row-major order
+    (``labels[:, 1:] != -100``): the LM head and the log-softmax cost N rows, not the batch's every token."""
+    rows, cols = (batch.labels[:, 1:] != -100).nonzero(as_tuple=True)
+    return logits_at(model, rows, cols, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 
 
 def token_nll(model: torch.nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:

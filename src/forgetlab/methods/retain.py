@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from forgetlab.methods.base import Batch, Method, token_nll
+from forgetlab.methods.base import Batch, Method, labelled_logits, token_nll
 
 RetainLoss = Literal["nll", "kl"]
 
@@ -40,11 +40,9 @@ def kl_to_reference(model: torch.nn.Module, reference: torch.nn.Module, batch: B
     (the same reductions as :func:`forgetlab.methods.base.token_nll`).
     """
     mask = batch.labels[:, 1:] != -100
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+    logp = torch.log_softmax(labelled_logits(model, batch).float(), dim=-1)
     with torch.no_grad():
-        ref_logits = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    logp = torch.log_softmax(logits[mask].float(), dim=-1)
-    ref_logp = torch.log_softmax(ref_logits[mask].float(), dim=-1)
+        ref_logp = torch.log_softmax(labelled_logits(reference, batch).float(), dim=-1)
     per_position = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
     if reduction == "sum":
         rows = torch.zeros(mask.shape, dtype=per_position.dtype, device=per_position.device)

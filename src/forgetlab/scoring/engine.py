@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from forgetlab.models import num_hidden_layers, unwrap_model
+from forgetlab.models import logits_at, num_hidden_layers, unwrap_model
 from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
@@ -425,30 +425,10 @@ class Scorer:
         return mask[:, None].to(self._device)
 
     def _logits_at(self, model: Any, inputs: dict[str, torch.Tensor], where: list[tuple[int, int]]) -> torch.Tensor:
-        """``[N, vocab]`` logits at the ``(line, position)`` pairs only.
-
-        The output layer sees only those positions (a forward pre-hook gathers its input), so the
-        model's own post-processing of logits (soft-capping, scaling) still applies. Without an
-        output-embedding module the full logits are computed, then gathered.
-        """
+        """``[N, vocab]`` logits at the ``(line, position)`` pairs only (:func:`forgetlab.models.logits_at`)."""
         rows = torch.tensor([b for b, _ in where], device=self._device)
         cols = torch.tensor([t for _, t in where], device=self._device)
-        width = inputs["input_ids"].shape[1]
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        if head is None:
-            return model(**inputs, use_cache=False).logits[rows, cols]
-
-        def gather(module: torch.nn.Module, args: tuple) -> tuple:
-            hidden = args[0]
-            if hidden.dim() != 3 or hidden.shape[1] != width:
-                raise RuntimeError(f"unexpected input {tuple(hidden.shape)} to the output layer (width {width})")
-            return (hidden[rows, cols][None], *args[1:])
-
-        handle = head.register_forward_pre_hook(gather)
-        try:
-            return model(**inputs, use_cache=False).logits[0]
-        finally:
-            handle.remove()
+        return logits_at(model, rows, cols, **inputs, use_cache=False)
 
     def _hidden_rows(
         self, seqs: list[list[int]], mine: list[int], states: list[int]

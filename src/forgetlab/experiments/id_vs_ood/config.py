@@ -145,7 +145,6 @@ class IdVsOodConfig(ExperimentConfig):
     unlearn: UnlearnSpec = Field(default_factory=UnlearnSpec)
     eval: IdVsOodEvalSpec = Field(default_factory=IdVsOodEvalSpec)
     buckets: BucketSpec = Field(default_factory=BucketSpec)
-    cpu_threads: int | None = Field(None, ge=1, description="torch CPU threads for this run (None: torch's default)")
     save_models: bool = Field(
         True, description="keep the original and reference weights (and, with attacks, each group's unlearned ones) "
         "in the run directory",

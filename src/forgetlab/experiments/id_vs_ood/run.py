@@ -45,7 +45,7 @@ from accelerate import Accelerator
 from forgetlab.data.canaries import StreamEntry
 from forgetlab.data.corpus import CORPORA, corpus_input_files
 from forgetlab.data.types import Pair
-from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
+from forgetlab.experiments.base import Inputs, StagedRunner
 from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import (
     IdVsOodData,
@@ -326,8 +326,7 @@ class IdVsOod:
         return Inputs(files=corpus_input_files(config.corpus), models=models)
 
     def run(self, config: IdVsOodConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
-        with cpu_threads(config.cpu_threads):
-            return IdVsOodRunner(config, run, accelerator).run()
+        return IdVsOodRunner(config, run, accelerator).run()
 
     # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
 
@@ -336,7 +335,6 @@ class IdVsOod:
 
     def attack_finished(self, runner: StagedRunner, config: IdVsOodConfig, source: Run) -> dict[str, Any]:
         """The attacks on each group's unlearned model of ``source`` (``groups.<group>.robustness``)."""
-        with cpu_threads(config.cpu_threads):
-            attacked = IdVsOodRunner(config, source, runner.accelerator)
-            jobs, results = attacked.finished_jobs()
-            return {"groups": {key: {"robustness": found} for key, found in attacked.robustness(jobs, results, runner).items()}}
+        attacked = IdVsOodRunner(config, source, runner.accelerator)
+        jobs, results = attacked.finished_jobs()
+        return {"groups": {key: {"robustness": found} for key, found in attacked.robustness(jobs, results, runner).items()}}

@@ -220,7 +220,6 @@ class UnlearnConfig(ExperimentConfig):
         default_factory=list, description="recovery attacks on the selected model, with the original and control models "
         "beside it (forgetlab.attacks: quantize, relearn, logit_lens)",
     )
-    cpu_threads: int | None = Field(None, ge=1, description="torch CPU threads for this run (None: torch's default)")
 
     @model_validator(mode="after")
     def _check(self) -> "UnlearnConfig":

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.data.types import Pair
-from forgetlab.experiments.base import Inputs, StagedRunner, cpu_threads
+from forgetlab.experiments.base import Inputs, StagedRunner
 from forgetlab.experiments.unlearn.config import SET_ORDER, ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import build_sets, sets_from_stage, sets_to_stage, training_items
 from forgetlab.experiments.unlearn.evaluate import (
@@ -320,8 +320,7 @@ class Unlearn:
         return Inputs(files=files, models=models)
 
     def run(self, config: UnlearnConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
-        with cpu_threads(config.cpu_threads):
-            return UnlearnRunner(config, run, accelerator).run()
+        return UnlearnRunner(config, run, accelerator).run()
 
     # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
 
@@ -335,6 +334,5 @@ class Unlearn:
         for name in config.sets.named():
             if [p.to_dict() for p in sets[name]] != [p.to_dict() for p in saved.get(name, [])]:
                 raise ValueError(f"attack_data: the {name} set would differ from source run {source.id}'s; add sources, do not change them")
-        with cpu_threads(config.cpu_threads):
-            target = Robustness(UnlearnRunner(config, source, runner.accelerator), sets).target()
-            return {"robustness": run_attacks(runner, "", config.attacks, target, config.mia.bootstrap, config.seed)}
+        target = Robustness(UnlearnRunner(config, source, runner.accelerator), sets).target()
+        return {"robustness": run_attacks(runner, "", config.attacks, target, config.mia.bootstrap, config.seed)}
