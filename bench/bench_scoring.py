@@ -115,6 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", default="boolq,piqa", help="comma-separated, from " + ",".join(BUILDERS))
     parser.add_argument("--chunks", type=int, default=8, help="interleave the two runs on this many chunks")
     parser.add_argument("--skip-lm-eval", action="store_true", help="time only the Scorer")
+    parser.add_argument("--profile", action="store_true", help="where the time goes: torch's top operators for each runner")
     return parser.parse_args(argv)
 
 
@@ -163,7 +164,28 @@ def main(argv: list[str] | None = None) -> int:
     runners = {OURS: scorer_runner(model, tokenizer, args.our_batch_size, args.max_tokens)}
     if not args.skip_lm_eval:
         runners[LM_EVAL] = lm_eval_runner(model, tokenizer, args.batch_size)
+    if args.profile:
+        for name, run in runners.items():
+            profile(name, run, requests)
+        return 0
     return 0 if report(interleave(runners, requests, args.chunks), n_tokens) <= 1e-4 else 1
+
+
+def profile(name: str, run, requests: list[tuple[str, str]], top: int = 12) -> None:
+    """torch's operators by their own CPU time on one pass over the requests (after a warm-up)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    run(requests[:4])
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        began = time.perf_counter()
+        run(requests)
+        wall = time.perf_counter() - began
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    print(f"{name}: {wall:.1f} s wall, {total:.1f} s in torch operators (the rest: Python, tokenising, batching)")
+    for event in events[:top]:
+        print(f"    {event.key:42s} {event.self_cpu_time_total / 1e6:7.2f} s  {event.count:7d} calls")
 
 
 if __name__ == "__main__":

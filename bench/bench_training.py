@@ -103,6 +103,33 @@ def run_trainer(model: torch.nn.Module, batches: list[Batch], spec: OptimSpec, f
     return time.perf_counter() - began, [float(x) for x in trainer.losses]
 
 
+def profile_steps(model: torch.nn.Module, batches: list[Batch], spec: OptimSpec) -> None:
+    """Seconds per phase of forgetlab's step (the same calls as its loop, timed one by one)."""
+    method = METHODS.get(spec.method)(loss=spec.loss)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr, fused=True)
+    phases: dict[str, float] = {name: 0.0 for name in ("forward + loss", "host sync (loss.item)", "backward", "clip", "optimizer")}
+    model.train()
+    for batch in batches:
+        clock = time.perf_counter()
+        loss = method.loss(model, batch)
+        phases["forward + loss"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        loss.item()
+        phases["host sync (loss.item)"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        loss.backward()
+        phases["backward"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
+        phases["clip"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        phases["optimizer"] += time.perf_counter() - clock
+    total = sum(phases.values())
+    print("per step: " + ", ".join(f"{name} {seconds / len(batches) * 1000:.0f} ms ({seconds / total:.0%})" for name, seconds in phases.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -113,6 +140,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--random-init", action="store_true", help="random weights from the model's config (nothing to download)")
+    parser.add_argument("--profile", action="store_true", help="only time the phases of forgetlab's step")
     args = parser.parse_args()
 
     base, tokenizer = load_model(ModelSpec(name=args.model))
@@ -127,6 +155,9 @@ def main() -> None:
     print(f"{args.model} on {args.data} ({args.task if args.data == 'items' else 'multi30k'}): {args.steps} steps of "
           f"{args.batch_size}, {tokens / args.steps:.0f} tokens/step ({labelled / args.steps:.0f} labelled); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+    if args.profile:
+        profile_steps(copy.deepcopy(base), batches, spec)
+        return
     walls: dict[str, list[float]] = {"forgetlab": [], "trainer": []}
     for repeat in range(args.repeats):
         order = ["forgetlab", "trainer"] if repeat % 2 == 0 else ["trainer", "forgetlab"]

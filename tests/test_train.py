@@ -169,3 +169,42 @@ def test_training_loop_keeps_the_given_order_without_shuffle():
     assert [next(batches) for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
     shuffled = micro_batches(10, spec, seed=0, rank=0, world_size=1)
     assert next(shuffled) != [0, 1, 2, 3]
+
+
+def test_pack_rows_fills_lines_first_fit_decreasing_by_hand():
+    # rows of 3, 5 and 2 tokens; the longest (5) sets the width: [row 1] and [row 0, row 2]
+    rows = [([1, 2, 3], 1), ([4, 5, 6, 7, 8], 3), ([9, 10], 0)]
+    batch = train.pack_rows(rows, 0, torch.tensor([0, 0, 0]), 1)
+    assert batch.input_ids.tolist() == [[4, 5, 6, 7, 8], [1, 2, 3, 9, 10]]
+    assert batch.row_ids.tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 2, 2]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1]]
+    assert batch.labels.tolist() == [[-100, -100, -100, 7, 8], [-100, 2, 3, -100, 10]]  # a row's first token never
+    second = batch.attention_mask[1].int().tolist()
+    assert second == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1]]
+    lone = train.pack_rows([([1, 2, 3], 1), ([4], 0)], 0, torch.tensor([0, 0]), 1)  # 3 + 1 > 3: two lines, one padded
+    assert lone.input_ids.tolist() == [[1, 2, 3], [4, 0, 0]] and lone.attention_mask[1].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("mode", ["answer", "choice", "full"])
+def test_packed_batches_give_the_padded_numbers_and_gradients(tiny, mode):
+    from forgetlab.methods.base import sequence_logprobs
+
+    from forgetlab.data.types import MCDoc
+
+    model, tokenizer = tiny
+    docs = [MCDoc("toy", f"t-{i}", (f"{'ab' * (1 + 5 * (i % 3))} {i}=",) * 2, (" yes", " no"), i % 2) for i in range(6)]
+    items = encode_items(tokenizer, docs, 512)
+    results = {}
+    for pack in (False, True):
+        model.zero_grad()
+        batch = collate(items, mode, tokenizer.pad_token_id, pack=pack)
+        total, count = sequence_logprobs(model, batch)
+        total.sum().backward()
+        results[pack] = (total.detach(), count, [p.grad.clone() for p in model.parameters()])
+    padded, packed = results[False], results[True]
+    assert collate(items, mode, tokenizer.pad_token_id, pack=True).input_ids.shape[0] < len(items) * (2 if mode == "choice" else 1)
+    assert packed[1].tolist() == padded[1].tolist()
+    torch.testing.assert_close(packed[0], padded[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(packed[2], padded[2]):
+        assert torch.isfinite(a).all()  # padding positions attend to themselves: no NaN
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -49,6 +49,8 @@ class OptimSpec(Spec):
     max_grad_norm: float | None = Field(1.0, gt=0)
     eval_every: int = Field(0, ge=0, description="evaluate every N optimizer steps (0: only before and after)")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+    pack: bool = Field(True, description="pack each batch's rows side by side (block-diagonal attention) instead of "
+                       "padding them: the same losses up to float rounding, without the padding's compute")
 
 
 #: Run names: they become directory names, so no separators, no leading dot, nothing outside this set.

@@ -26,8 +26,8 @@ from typing import Any, Iterable
 #: 1 — the original pipelines;
 #: 2 — Study A's ``not_learned`` category, RMU as published (trained layers, last-layer activation),
 #:     Study B's reference model trained on as many steps and tokens as the original;
-#: 3 — training projects onto the vocabulary only at labelled positions (the LM head's matrix product runs on
-#:     fewer rows, which changes its last bits) and uses fused AdamW.
+#: 3 — training packs each batch's rows side by side instead of padding them, projects onto the vocabulary
+#:     only at labelled positions (both change the last bits of matrix products) and uses fused AdamW.
 RESULTS_VERSION = 3
 
 _CHUNK = 1 << 20

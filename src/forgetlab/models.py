@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import functools
 import importlib.util
+import inspect
 import os
 import shutil
 import socket
@@ -75,8 +76,9 @@ class ModelAlias:
 MODEL_ALIASES: Registry[ModelAlias] = Registry("model alias")
 
 
-def load_model(spec: ModelSpec | str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load ``(model, tokenizer)`` for a spec; adds LoRA adapters if ``spec.lora`` is set."""
+def load_model(spec: ModelSpec | str, device: torch.device | str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)`` for a spec, on ``device`` (default: the CPU); adds LoRA adapters if
+    ``spec.lora`` is set."""
     if isinstance(spec, str):
         spec = ModelSpec(name=spec)
     if spec.name in MODEL_ALIASES:
@@ -84,6 +86,8 @@ def load_model(spec: ModelSpec | str) -> tuple[PreTrainedModel, PreTrainedTokeni
     else:
         model, tokenizer = _load_pretrained(spec.name, spec)
     model = model.to(getattr(torch, spec.dtype))
+    if device is not None:
+        model = model.to(device)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if spec.lora is not None:
@@ -239,6 +243,21 @@ def logits_at(model: Any, rows: torch.Tensor, cols: torch.Tensor, **inputs: Any)
         return model(**inputs).logits[0]
     finally:
         handle.remove()
+
+
+def accepts_custom_masks(model: Any, longest: int) -> bool:
+    """Whether a 4-D attention mask and position ids reach the model's attention as given, so that rows of up to
+    ``longest`` tokens may share a line (packing, prefix trees): sdpa or eager attention, a forward that takes
+    ``position_ids``, and no sliding attention window shorter than a row."""
+    from peft import PeftModel
+
+    core = unwrap_model(model)
+    base = core.get_base_model() if isinstance(core, PeftModel) else core
+    config = getattr(core.config, "text_config", None) or core.config
+    attention = getattr(core.config, "_attn_implementation", None) or "eager"
+    window = getattr(config, "sliding_window", None)
+    takes_positions = "position_ids" in inspect.signature(base.forward).parameters
+    return takes_positions and attention in ("sdpa", "eager") and (window is None or longest <= window)
 
 
 def num_hidden_layers(model: Any) -> int:

@@ -29,6 +29,7 @@ from forgetlab.config import OptimSpec
 from forgetlab.data.types import MCDoc, Pair
 from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
+from forgetlab.models import accepts_custom_masks
 from forgetlab.scoring import encode_pair, resolve_max_length
 
 EvalFn = Callable[[int], list[dict[str, Any]]]
@@ -98,12 +99,17 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], max_
     return [cache[pair.pair_id] for pair in pairs]
 
 
-def collate(items: Sequence[EncodedItem], mode: str, pad_id: int) -> Batch:
-    """Right-pad the rows a loss needs: the gold choice, or every choice for the ``choice`` loss."""
+def collate(items: Sequence[EncodedItem], mode: str, pad_id: int, *, pack: bool = False) -> Batch:
+    """The rows a loss needs (the gold choice, or every choice for the ``choice`` loss), right-padded, or with
+    ``pack`` packed side by side into lines as wide as the longest row (:func:`pack_rows`)."""
     rows: list[tuple[list[int], int]] = []
     for item in items:
         choices = range(len(item.sequences)) if mode == "choice" else [item.gold]
         rows.extend((item.sequences[c], 0 if mode == "full" else item.answer_starts[c]) for c in choices)
+    n_choices = len(items[0].sequences) if mode == "choice" else 1
+    gold = torch.tensor([item.gold for item in items], dtype=torch.long)
+    if pack:
+        return pack_rows(rows, pad_id, gold, n_choices)
     width = max(len(seq) for seq, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -112,9 +118,41 @@ def collate(items: Sequence[EncodedItem], mode: str, pad_id: int) -> Batch:
         input_ids[i, : len(seq)] = torch.tensor(seq)
         attention[i, : len(seq)] = 1
         labels[i, max(start, 1) : len(seq)] = torch.tensor(seq[max(start, 1) :])
-    n_choices = len(items[0].sequences) if mode == "choice" else 1
-    gold = torch.tensor([item.gold for item in items], dtype=torch.long)
     return Batch(input_ids, attention, labels, gold, n_choices)
+
+
+def pack_rows(rows: Sequence[tuple[list[int], int]], pad_id: int, gold: torch.Tensor, n_choices: int) -> Batch:
+    """Rows ``(tokens, answer start)`` packed first-fit decreasing into lines as wide as the longest row: no
+    more lines than padding would use, often far fewer. Each row attends only to itself (a block-diagonal
+    causal mask), with positions from 0, so its numbers are those of the padded batch up to float rounding;
+    a padding position attends only to itself (a fully masked line would give NaN)."""
+    lengths = [len(seq) for seq, _ in rows]
+    width = max(lengths)
+    lines: list[list[int]] = []
+    room: list[int] = []
+    for row in sorted(range(len(rows)), key=lambda r: (-lengths[r], r)):
+        line = next((i for i, free in enumerate(room) if free >= lengths[row]), None)
+        if line is None:
+            lines.append([])
+            room.append(width)
+            line = len(lines) - 1
+        lines[line].append(row)
+        room[line] -= lengths[row]
+    shape = (len(lines), width)
+    input_ids, labels = torch.full(shape, pad_id, dtype=torch.long), torch.full(shape, -100, dtype=torch.long)
+    row_ids, position_ids = torch.full(shape, -1, dtype=torch.long), torch.zeros(shape, dtype=torch.long)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(lines), 1, 1)
+    for line, members in enumerate(lines):
+        offset = 0
+        for row in members:
+            (seq, start), n = rows[row], lengths[row]
+            span = slice(offset, offset + n)
+            input_ids[line, span] = torch.tensor(seq)
+            labels[line, offset + max(start, 1) : offset + n] = torch.tensor(seq[max(start, 1) :])
+            row_ids[line, span], position_ids[line, span] = row, torch.arange(n)
+            allowed[line, span, span] = torch.ones(n, n, dtype=torch.bool).tril()
+            offset += n
+    return Batch(input_ids, allowed, labels, gold, n_choices, row_ids=row_ids, position_ids=position_ids)
 
 
 def steps_per_epoch(n_items: int, spec: OptimSpec, world_size: int) -> int:
@@ -226,6 +264,8 @@ class _Loop:
         self.items, self.method, self.spec, self.pad_id, self.seed = items, method, spec, pad_id, seed
         self.accelerator, self.checkpoint_dir, self.desc, self.retain_items = accelerator, checkpoint_dir, desc, retain_items
         self.n_steps = total_steps(len(items), spec, accelerator.num_processes)
+        longest = max(len(seq) for item in (*items, *(retain_items or ())) for seq in item.sequences)
+        self.pack = spec.pack and accepts_custom_masks(model, longest)
         self.params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel over all parameters (also on CPU), what HF Trainer uses by default (adamw_torch_fused)
         optimizer = torch.optim.AdamW(self.params, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
@@ -257,10 +297,11 @@ class _Loop:
         spec, accelerator = self.spec, self.accelerator
         step_loss = 0.0
         for _ in range(spec.grad_accum):
-            batch = collate([self.items[i] for i in next(self.stream)], spec.loss, self.pad_id)
+            batch = collate([self.items[i] for i in next(self.stream)], spec.loss, self.pad_id, pack=self.pack).to(accelerator.device)
             retain = None
             if self.retain_stream is not None:
-                retain = collate([self.retain_items[i] for i in next(self.retain_stream)], spec.loss, self.pad_id)
+                retain_items = [self.retain_items[i] for i in next(self.retain_stream)]
+                retain = collate(retain_items, spec.loss, self.pad_id, pack=self.pack).to(accelerator.device)
             loss = self.method.loss(self.wrapped, batch, retain) / spec.grad_accum
             value = loss.item()  # the one host sync of a micro-batch
             if not math.isfinite(value):

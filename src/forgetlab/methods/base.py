@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.data.types import MCDoc
-from forgetlab.models import logits_at
+from forgetlab.models import logits_at, unwrap_model
 from forgetlab.registry import Registry
 
 LossMode = Literal["answer", "full", "choice"]
@@ -24,10 +24,16 @@ LossMode = Literal["answer", "full", "choice"]
 
 @dataclass
 class Batch:
-    """Right-padded token tensors; ``labels`` is -100 wherever no loss is taken.
+    """Token tensors of a batch's rows; ``labels`` is -100 wherever no loss is taken.
 
     For the ``choice`` loss every item contributes all its choices (rows ``i*C .. i*C+C-1``) and
     ``gold`` holds the label of each item; otherwise each item contributes its gold choice only.
+
+    Padded: one row per line, right-padded, ``attention_mask`` ``[lines, width]``. Packed (``row_ids`` set):
+    several rows side by side in one line, ``row_ids`` naming the row of each position (-1: padding),
+    ``position_ids`` restarting at 0 for each row and ``attention_mask`` a boolean ``[lines, width, width]``
+    block-diagonal causal mask, so that each row attends only to itself: the same numbers without the
+    padding's compute.
     """
 
     input_ids: torch.Tensor
@@ -35,6 +41,36 @@ class Batch:
     labels: torch.Tensor
     gold: torch.Tensor
     n_choices: int
+    row_ids: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the batch: its lines when padded; the items' rows (``gold`` × choices) when packed."""
+        if self.row_ids is None:
+            return int(self.input_ids.shape[0])
+        return int(self.gold.numel()) * self.n_choices
+
+    def rows(self) -> torch.Tensor:
+        """The row of every position, ``[lines, width]`` (for a padded batch: the line)."""
+        if self.row_ids is not None:
+            return self.row_ids
+        lines, width = self.input_ids.shape
+        return torch.arange(lines, device=self.input_ids.device)[:, None].expand(lines, width)
+
+    def model_inputs(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The model's keyword arguments; a packed batch's mask becomes additive in the model's ``dtype``."""
+        if self.row_ids is None:
+            return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        additive = torch.zeros(self.attention_mask.shape, dtype=dtype, device=self.attention_mask.device)
+        additive.masked_fill_(~self.attention_mask, torch.finfo(dtype).min)
+        return {"input_ids": self.input_ids, "attention_mask": additive[:, None], "position_ids": self.position_ids}
+
+    def to(self, device: torch.device | str) -> "Batch":
+        """The batch on ``device`` (the model's: the GPU when training there)."""
+        move = [t if t is None else t.to(device, non_blocking=True)
+                for t in (self.input_ids, self.attention_mask, self.labels, self.gold, self.row_ids, self.position_ids)]
+        return Batch(*move[:4], self.n_choices, *move[4:])
 
 
 def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,15 +82,24 @@ def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tenso
     mask = targets != -100
     logprobs = torch.log_softmax(labelled_logits(model, batch).float(), dim=-1)
     token_lp = logprobs.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
-    per_token = torch.zeros(mask.shape, dtype=token_lp.dtype, device=token_lp.device).masked_scatter(mask, token_lp)
-    return per_token.sum(-1), mask.sum(-1)
+    return per_row(batch, mask, token_lp).sum(-1), per_row(batch, mask, torch.ones_like(token_lp)).sum(-1).long()
+
+
+def per_row(batch: Batch, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``[rows, width - 1]``: ``values`` of the positions ``mask`` selects (``[lines, width - 1]``, the positions
+    that predict a label) put back in their rows, zeros elsewhere; summing over the last axis gives per-row
+    sums in position order, whether the batch is padded or packed."""
+    lines, cols = mask.nonzero(as_tuple=True)
+    rows = batch.rows()[:, 1:][lines, cols]
+    out = torch.zeros((batch.n_rows, mask.shape[1]), dtype=values.dtype, device=values.device)
+    return out.index_put((rows, cols), values)
 
 
 def labelled_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """``[N, vocab]`` logits at the N positions that predict a labelled token, in row-major order
+    """``[N, vocab]`` logits at the N positions that predict a labelled token, in line-major order
     (``labels[:, 1:] != -100``): the LM head and the log-softmax cost N rows, not the batch's every token."""
-    rows, cols = (batch.labels[:, 1:] != -100).nonzero(as_tuple=True)
-    return logits_at(model, rows, cols, input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    lines, cols = (batch.labels[:, 1:] != -100).nonzero(as_tuple=True)
+    return logits_at(model, lines, cols, **batch.model_inputs(unwrap_model(model).dtype))
 
 
 def token_nll(model: torch.nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from forgetlab.methods.base import Batch, Method, labelled_logits, token_nll
+from forgetlab.methods.base import Batch, Method, labelled_logits, per_row, token_nll
 
 RetainLoss = Literal["nll", "kl"]
 
@@ -45,9 +45,7 @@ def kl_to_reference(model: torch.nn.Module, reference: torch.nn.Module, batch: B
         ref_logp = torch.log_softmax(labelled_logits(reference, batch).float(), dim=-1)
     per_position = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
     if reduction == "sum":
-        rows = torch.zeros(mask.shape, dtype=per_position.dtype, device=per_position.device)
-        rows[mask] = per_position
-        return rows.sum(-1).mean()
+        return per_row(batch, mask, per_position).sum(-1).mean()
     return per_position.sum() / mask.sum().clamp(min=1)
 
 

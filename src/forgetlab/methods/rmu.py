@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.methods.base import METHODS, Batch, Method
-from forgetlab.models import decoder_layers
+from forgetlab.models import decoder_layers, unwrap_model
 
 
 def _check_layer(layer: int, n_layers: int) -> None:
@@ -53,7 +53,7 @@ def layer_activations(model: torch.nn.Module, batch: Batch, layer: int) -> torch
     _check_layer(layer, len(layers))
     handle = layers[layer].register_forward_hook(keep)
     try:
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        model(**batch.model_inputs(unwrap_model(model).dtype))
     finally:
         handle.remove()
     return captured[0][batch.labels != -100].float()

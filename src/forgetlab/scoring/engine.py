@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from forgetlab.models import logits_at, num_hidden_layers, unwrap_model
+from forgetlab.models import accepts_custom_masks, logits_at, num_hidden_layers, unwrap_model
 from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
@@ -145,9 +145,7 @@ class Scorer:
         params = _forward_params(core)
         self._logits_to_keep = "logits_to_keep" in params
         cfg = getattr(core.config, "text_config", None) or core.config
-        # custom 4-D masks reach the attention kernel as-is only with sdpa / eager attention
-        attention = getattr(core.config, "_attn_implementation", None) or "eager"
-        self.prefix_sharing = prefix_sharing and "position_ids" in params and attention in ("sdpa", "eager")
+        self.prefix_sharing = prefix_sharing and accepts_custom_masks(core, 0)  # items beyond a window: checked per item
         self._window: int | None = getattr(cfg, "sliding_window", None)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0

@@ -137,7 +137,7 @@ class CellRunner(StagedRunner):
         reference = (source.summary() or {}).get("tasks", {}).get(config.eval_task)
         if reference is None:
             raise FileNotFoundError(f"source_run {config.source_run}: no Study A result for {config.eval_task}")
-        model, tokenizer = load_model(config.model)
+        model, tokenizer = load_model(config.model, self.accelerator.device)
         model.load_state_dict(load_file(str(source.kept_weights(stage_key(config.eval_task, "finetuned")))), strict=False)
         forget = self.stage("forget", partial(self._forget, model, tokenizer, forget_data))
         self.load_weights(model, "forgotten")  # trained just now, or by an earlier attempt

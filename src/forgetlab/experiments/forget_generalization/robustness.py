@@ -61,7 +61,7 @@ class TaskTarget:
 
     def load(self, stage: str | None) -> torch.nn.Module:
         """The pre-trained model with the weights kept by ``stage`` (none: as pre-trained)."""
-        model, self.tokenizer = load_model(self.config.model)
+        model, self.tokenizer = load_model(self.config.model, self.accelerator.device)
         if stage is not None:
             self._load_weights(model, stage)
         return model.eval()

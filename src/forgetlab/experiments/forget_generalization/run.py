@@ -142,7 +142,7 @@ class TaskRunner(StagedRunner):
     def _model_after(self, stage: str | None) -> torch.nn.Module:
         """The model in memory; if there is none, the pre-trained one with the weights kept by ``stage``."""
         if self.model is None:
-            self.model, self.tokenizer = load_model(self.config.model)
+            self.model, self.tokenizer = load_model(self.config.model, self.accelerator.device)
             if stage is not None:
                 self.load_weights(self.model, self.task, stage)
         return self.model

@@ -137,7 +137,7 @@ class IdVsOodRunner(StagedRunner):
     def _prepare_tokenizer(self) -> None:
         """The corpus-trained BPE tokenizer (scratch models) or the pretrained model's own."""
         if not self.config.from_scratch:
-            self.model, self.tokenizer = load_model(self.config.model)
+            self.model, self.tokenizer = load_model(self.config.model, self.accelerator.device)
             return
         path = self.run_.path("stages", "weights", "tokenizer.json")
 
@@ -155,8 +155,8 @@ class IdVsOodRunner(StagedRunner):
     def _fresh_model(self) -> torch.nn.Module:
         """The initial model: seeded scratch weights, or the pretrained checkpoint."""
         if self.config.from_scratch:
-            return build_scratch_model(self.config.scratch, self.tokenizer)
-        model, _ = load_model(self.config.model)
+            return build_scratch_model(self.config.scratch, self.tokenizer).to(self.accelerator.device)
+        model, _ = load_model(self.config.model, self.accelerator.device)
         return model
 
     def trained_model(self, role: str) -> torch.nn.Module:

@@ -264,7 +264,7 @@ class Evaluator:
 
     def _reference_model_losses(self, spec: ModelSpec) -> dict[str, list[float]]:
         """Mean token NLL of the forget and holdout items under a separate reference model (its own tokenizer)."""
-        model, tokenizer = load_model(spec)
+        model, tokenizer = load_model(spec, self.runner.accelerator.device)
         scorer = self._scorer(model, tokenizer)
         out = {}
         for name in ("forget", "holdout"):

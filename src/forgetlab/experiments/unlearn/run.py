@@ -64,7 +64,7 @@ class UnlearnRunner(StagedRunner):
     def load(self, learned: bool) -> None:
         """The configured model (with LoRA if set), and the learned weights when there was a learning stage."""
         torch.manual_seed(self.config.seed)  # LoRA adapters are initialised from the global generator
-        self.model, self.tokenizer = load_model(self.config.model)
+        self.model, self.tokenizer = load_model(self.config.model, self.accelerator.device)
         if learned:
             self.load_weights(self.model, "learn", "learned")
 
