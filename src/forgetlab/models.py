@@ -14,6 +14,7 @@ import inspect
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -249,15 +250,26 @@ def accepts_custom_masks(model: Any, longest: int) -> bool:
     """Whether a 4-D attention mask and position ids reach the model's attention as given, so that rows of up to
     ``longest`` tokens may share a line (packing, prefix trees): sdpa or eager attention, a forward that takes
     ``position_ids``, and no sliding attention window shorter than a row."""
-    from peft import PeftModel
-
     core = unwrap_model(model)
-    base = core.get_base_model() if isinstance(core, PeftModel) else core
     config = getattr(core.config, "text_config", None) or core.config
     attention = getattr(core.config, "_attn_implementation", None) or "eager"
     window = getattr(config, "sliding_window", None)
-    takes_positions = "position_ids" in inspect.signature(base.forward).parameters
+    takes_positions = "position_ids" in forward_params(core)
     return takes_positions and attention in ("sdpa", "eager") and (window is None or longest <= window)
+
+
+def forward_params(model: Any) -> set[str]:
+    """The keyword arguments the model's ``forward`` takes (of the model under a PEFT wrapper)."""
+    peft = sys.modules.get("peft")  # not imported: the model cannot be a PEFT model (and loading peft is slow)
+    base = model.get_base_model() if peft is not None and isinstance(model, peft.PeftModel) else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, 1, T, T]`` float mask from a boolean ``[B, T, T]`` one: 0 where attention is allowed, the dtype's
+    minimum elsewhere (what a 4-D ``attention_mask`` means to the model)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def num_hidden_layers(model: Any) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal, Sequence
 
 import pydantic
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetlab.data.types import MCDoc
-from forgetlab.models import logits_at, unwrap_model
+from forgetlab.models import additive_mask, logits_at, unwrap_model
 from forgetlab.registry import Registry
 
 LossMode = Literal["answer", "full", "choice"]
@@ -62,15 +62,13 @@ class Batch:
         """The model's keyword arguments; a packed batch's mask becomes additive in the model's ``dtype``."""
         if self.row_ids is None:
             return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        additive = torch.zeros(self.attention_mask.shape, dtype=dtype, device=self.attention_mask.device)
-        additive.masked_fill_(~self.attention_mask, torch.finfo(dtype).min)
-        return {"input_ids": self.input_ids, "attention_mask": additive[:, None], "position_ids": self.position_ids}
+        return {"input_ids": self.input_ids, "attention_mask": additive_mask(self.attention_mask, dtype), "position_ids": self.position_ids}
 
     def to(self, device: torch.device | str) -> "Batch":
         """The batch on ``device`` (the model's: the GPU when training there)."""
-        move = [t if t is None else t.to(device, non_blocking=True)
-                for t in (self.input_ids, self.attention_mask, self.labels, self.gold, self.row_ids, self.position_ids)]
-        return Batch(*move[:4], self.n_choices, *move[4:])
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {name: value.to(device, non_blocking=True) for name, value in tensors.items() if isinstance(value, torch.Tensor)}
+        return replace(self, **moved)
 
 
 def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +80,8 @@ def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tenso
     mask = targets != -100
     logprobs = torch.log_softmax(labelled_logits(model, batch).float(), dim=-1)
     token_lp = logprobs.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
-    return per_row(batch, mask, token_lp).sum(-1), per_row(batch, mask, torch.ones_like(token_lp)).sum(-1).long()
+    counts = torch.bincount(batch.rows()[:, 1:][mask], minlength=batch.n_rows)
+    return per_row(batch, mask, token_lp).sum(-1), counts
 
 
 def per_row(batch: Batch, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ without ``position_ids``, and items longer than a model's sliding attention wind
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from forgetlab.models import accepts_custom_masks, logits_at, num_hidden_layers, unwrap_model
+from forgetlab.models import accepts_custom_masks, additive_mask, forward_params, logits_at, num_hidden_layers, unwrap_model
 from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
@@ -67,11 +66,6 @@ class TokenScores:
 
 
 # --------------------------------------------------------------------------------------- model helpers
-
-
-def _forward_params(model: Any) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
 
 
 class _EvalMode:
@@ -142,8 +136,7 @@ class Scorer:
         self.encoder = RequestEncoder(tokenizer, add_bos_token)
         core = unwrap_model(model)
         self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
-        params = _forward_params(core)
-        self._logits_to_keep = "logits_to_keep" in params
+        self._logits_to_keep = "logits_to_keep" in forward_params(core)
         cfg = getattr(core.config, "text_config", None) or core.config
         self.prefix_sharing = prefix_sharing and accepts_custom_masks(core, 0)  # items beyond a window: checked per item
         self._window: int | None = getattr(cfg, "sliding_window", None)
@@ -402,7 +395,7 @@ class Scorer:
         inputs = {"input_ids": torch.from_numpy(ids).to(self._device)}
         if allowed is not None:
             inputs["position_ids"] = torch.from_numpy(positions).to(self._device)
-            inputs["attention_mask"] = self._additive_mask(allowed)
+            inputs["attention_mask"] = additive_mask(torch.from_numpy(allowed), unwrap_model(model).dtype).to(self._device)
         picked = torch.log_softmax(self._logits_at(model, inputs, where).float(), dim=-1)
         target = torch.tensor(tokens, device=picked.device)
         stats = {
@@ -414,13 +407,6 @@ class Scorer:
             stats["mu"] = (probs * picked).sum(-1)
             stats["sigma"] = (probs * (picked - stats["mu"][:, None]) ** 2).sum(-1).sqrt()
         return {key: value.cpu().numpy() for key, value in stats.items()}, jobs
-
-    def _additive_mask(self, allowed: np.ndarray) -> torch.Tensor:
-        """``[B, 1, T, T]`` float mask: 0 where attention is allowed, the dtype's minimum elsewhere."""
-        dtype = unwrap_model(self.model).dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype)
-        mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
-        return mask[:, None].to(self._device)
 
     def _logits_at(self, model: Any, inputs: dict[str, torch.Tensor], where: list[tuple[int, int]]) -> torch.Tensor:
         """``[N, vocab]`` logits at the ``(line, position)`` pairs only (:func:`forgetlab.models.logits_at`)."""
