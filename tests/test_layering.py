@@ -1,6 +1,6 @@
 """The house's floors: a module imports only from its own floor or below, and no files import each other in a circle.
 
-cli → experiments → report/analysis → train/metrics → methods/scoring → data/store → config/models/scratch_model →
+cli → sweep → experiments → report/analysis → train/metrics → methods/scoring → data/store → config/models/scratch_model →
 registry/identity/interrupt/threads. Every import counts, also one inside a function.
 """
 
@@ -19,7 +19,8 @@ FLOORS = {
     "train": 4, "metrics": 4,
     "report": 5, "analysis": 5, "attacks": 5,
     "experiments": 6,
-    "cli": 7,
+    "sweep": 7,
+    "cli": 8,
 }
 
 

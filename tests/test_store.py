@@ -1,5 +1,6 @@
 import json
 import shutil
+import sqlite3
 
 import pytest
 
@@ -150,3 +151,33 @@ def test_kept_weights_are_located_by_their_stage_key(tmp_path):
     assert run.kept_weights("boolq/finetuned") == run.weights_path("boolq/finetuned")
     with pytest.raises(ValueError, match="outside the run directory"):
         run.weights_path("../../escape")
+
+
+def _write_runs(root: str, writer: int, count: int) -> None:
+    """One of many concurrent writers: open and finish ``count`` runs of its own in one runs directory."""
+    store = RunStore(root)
+    for i in range(count):
+        config = CONFIG.model_copy(update={"name": f"w{writer}"})
+        run = store.open(config, f"{i:012x}" + "0" * 52, {"config": {}})
+        store.finish(run, {"writer": writer, "i": i})
+        run.release()
+
+
+def test_many_concurrent_writers_lose_nothing(tmp_path):
+    import multiprocessing
+
+    writers, count = 8, 12
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_write_runs, args=(str(tmp_path), w, count)) for w in range(writers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0] * writers
+    rows = RunStore(tmp_path).list()
+    assert len(rows) == writers * count and {r["status"] for r in rows} == {"finished"}
+    with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # no WAL: it breaks on NFS
+    for row in rows:
+        summary = json.loads((tmp_path / row["id"] / "summary.json").read_text())
+        assert row["id"] == f"w{summary['writer']}-{summary['i']:012x}"

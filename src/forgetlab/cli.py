@@ -8,9 +8,8 @@ import os
 import shlex
 import signal
 import sys
-from importlib import resources
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 from rich import box
@@ -22,27 +21,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Make languag
 out = Console()
 err = Console(stderr=True)
 
+if TYPE_CHECKING:  # the commands import what they use when they run (a fast --help)
+    from forgetlab.sweep import Plan
+    from forgetlab.sweep.driver import SweepState
+
 DEFAULT_RECIPE = "quickstart"
 
 
 def runs_dir_default() -> str:
     return os.environ.get("FORGETLAB_RUNS", "runs")
-
-
-def builtin_recipes() -> dict[str, Path]:
-    """Recipes shipped inside the package (``forgetlab run quickstart``)."""
-    folder = resources.files("forgetlab") / "configs"
-    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
-
-
-def resolve_recipe(config: str) -> Path:
-    path = Path(config)
-    if path.is_file():
-        return path
-    recipes = builtin_recipes()
-    if config in recipes:
-        return recipes[config]
-    raise FileNotFoundError(f"config {config!r}: no such file, and not a built-in recipe ({', '.join(sorted(recipes))})")
 
 
 EXIT_BAD_INPUT = 2  # a user error: bad config, data, name, runs directory ...
@@ -119,6 +106,7 @@ def run(
     Exit codes: 0 done, 2 bad input, 75 the run is already running elsewhere, 130/143 interrupted, 1 a bug.
     """
     from forgetlab.experiments import load_config, run_experiment
+    from forgetlab.experiments.recipes import resolve_recipe
     from forgetlab.interrupt import handle_sigterm
 
     with _errors(), handle_sigterm():
@@ -155,6 +143,111 @@ def attack(
         finished = run_experiment(cfg, store.root, command=shlex.join(sys.argv), wait=wait)
         link_from_source(finished, cfg)
     print(finished.dir.resolve())
+
+
+EXIT_CELLS_FAILED = 3  # a sweep ran, but some cells failed (finished cells are kept; run it again to retry)
+
+
+@app.command()
+def sweep(
+    sweep_file: str = typer.Argument(..., metavar="SWEEP", help="sweep file (a base recipe and axes), or a recipe whose "
+                                     "runs fan out (a cross_task matrix's cells)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="override a key of the base recipe: --set forget.lr=1e-4"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local, ray or slurm [default: the sweep file's, else local]"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local backend: cells at once [default: CPUs // cpu_threads]"),
+    address: Optional[str] = typer.Option(None, "--address", help="ray backend: auto or ray://host:port [default: a local Ray instance]"),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the cells (and the runs they start) without running them"),
+) -> None:
+    """Run every cell of a sweep (skipping finished ones, resuming interrupted ones), in the order their needs
+    allow; then the mean over seeds with bootstrap intervals, results.json and report.html in the sweep's folder
+    (the last line printed).
+
+    Exit codes: 0 done, 2 bad input, 3 some cells failed (the others are kept), 130/143 interrupted.
+    """
+    from forgetlab.interrupt import handle_sigterm
+    from forgetlab.sweep import prepare_sweep, run_sweep
+
+    with _errors(), handle_sigterm():
+        planned = prepare_sweep(sweep_file, set_ or [], backend=backend, workers=workers, address=address)
+        if dry_run:
+            _print_plan(planned)
+            return
+        with _SweepProgress(planned.id) as progress:
+            outcome = run_sweep(planned, runs_dir or runs_dir_default(), progress.show)
+    _print_groups(outcome.results)
+    for key in outcome.failed:
+        state = outcome.state.cells[key]
+        err.print(f"[red]{state.status}:[/] {escape(state.cell.label)} ({key}): {escape(state.message)}", highlight=False, soft_wrap=True)
+    print(outcome.folder.resolve())
+    if outcome.failed:
+        raise typer.Exit(code=EXIT_CELLS_FAILED)
+
+
+class _SweepProgress:
+    """One live line for the sweep and one per running cell (its worker's latest progress) on a terminal;
+    elsewhere a plain line whenever the counts change."""
+
+    def __init__(self, name: str) -> None:
+        from rich.live import Live
+
+        self.name, self.last = name, ""
+        self.live = Live(console=err, refresh_per_second=2, transient=False) if err.is_terminal else None
+
+    def __enter__(self) -> "_SweepProgress":
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def show(self, state: SweepState) -> None:
+        from rich.text import Text
+
+        line = state.line(self.name)
+        if self.live is not None:
+            running = [f"  {job.cell.label}: {job.progress()[-90:]}" for job in state.jobs.values()]
+            self.live.update(Text("\n".join([line, *running])))
+            return
+        counts = line.split(" · ")[0]
+        if counts != self.last:
+            self.last = counts
+            print(line, file=sys.stderr, flush=True)
+
+
+def _print_plan(planned: Plan) -> None:
+    table = Table(title=f"sweep {planned.id}: {len(planned.cells)} runs", box=box.SIMPLE_HEAD)
+    for column in ("run", "cell", "needs"):
+        table.add_column(column, overflow="fold")
+    for cell in planned.cells:
+        table.add_row(cell.key, cell.label, ", ".join(cell.needs) or "—")
+    out.print(table)
+
+
+def _print_groups(results: dict) -> None:
+    groups = results.get("groups") or []
+    if not groups:
+        return
+    conditions = [a for a in results["axes"] if a != "seed"]
+    metrics = list(dict.fromkeys(k for g in groups for k in g["metrics"]))
+    if not metrics:
+        return
+    table = Table(title=f"sweep {results['sweep']}: mean over seeds [95 % bootstrap interval]", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in [*conditions, "n", *metrics]:
+        table.add_column(column, overflow="fold")
+    for group in groups:
+        found = group["metrics"]
+        cells = [_fmt(group["axes"][a]) for a in conditions] + [str(len(group["runs"]))]
+        cells += [_mean_ci(found[m]) if m in found else "—" for m in metrics]
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _mean_ci(found: dict) -> str:
+    ci = found.get("ci")
+    return f"{found['mean']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
 
 
 #: Study A's summary columns and their headers: short words that wrap, so the table reads at 80 columns.
@@ -280,6 +373,8 @@ def models() -> None:
 @app.command()
 def recipes() -> None:
     """The built-in recipes."""
+    from forgetlab.experiments.recipes import builtin_recipes
+
     for name, path in sorted(builtin_recipes().items()):
         out.print(f"{name}: {path}")
 

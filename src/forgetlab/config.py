@@ -106,19 +106,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     data = copy.deepcopy(raw)
     for item in overrides:
         path, value = parse_override(item)
-        node: Any = data
-        for part in path[:-1]:
-            if isinstance(node, list):
-                node = node[_index(node, part, item)]
-            else:
-                node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        if isinstance(node, list):
-            node[_index(node, path[-1], item)] = value
-        else:
-            node[path[-1]] = value
+        set_key(data, path, value, item)
     return data
+
+
+def set_key(data: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    """Set ``data[path[0]][path[1]]... = value`` in place, making missing sections; ``item`` names the
+    override in errors (a list indexed by a name, an index out of range, a value where a section should be)."""
+    node: Any = data
+    for part in path[:-1]:
+        if isinstance(node, list):
+            node = node[_index(node, part, item)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+    if isinstance(node, list):
+        node[_index(node, path[-1], item)] = value
+    else:
+        node[path[-1]] = value
 
 
 def _index(node: list[Any], part: str, item: str) -> int:

@@ -295,6 +295,11 @@ class Run:
             self.lock = None
 
 
+def run_id_for(name: str, fingerprint: str) -> str:
+    """A run's id: its name and the first 12 hex digits of its identity's fingerprint."""
+    return f"{name}-{fingerprint[:12]}"
+
+
 class RunStore:
     """Run directories under ``root`` plus ``root/catalog.sqlite``.
 
@@ -312,6 +317,9 @@ class RunStore:
         except OSError as error:
             raise StoreError(f"{self.root}: cannot create the runs directory: {error.strerror}") from None
         with self._db() as db:
+            # The rollback journal, not WAL: WAL needs shared memory that NFS-like filesystems do not give, and a
+            # sweep's workers on several machines share one runs directory; writers wait up to 60 s for the lock.
+            db.execute("PRAGMA journal_mode=DELETE")
             db.execute(SCHEMA)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
             for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
@@ -342,7 +350,7 @@ class RunStore:
     ) -> Run:
         """The run of this config and identity: the finished one if it exists, else a new or resumed one,
         locked by this process (:class:`RunLocked` if another process has it, unless ``wait``)."""
-        run_id = f"{config.name}-{fingerprint[:12]}"
+        run_id = run_id_for(config.name, fingerprint)
         run_dir = self.run_dir(run_id)
         finished = self._finished(run_id)
         if finished is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import math
@@ -10,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
@@ -23,7 +24,7 @@ from forgetlab.registry import Registry
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.html import render_report, write_report
 from forgetlab.scoring import Scorer
-from forgetlab.store import Run, RunStore, package_versions
+from forgetlab.store import Run, RunStore, package_versions, run_id_for
 from forgetlab.threads import budget, thread_budget
 from forgetlab.train import save_state, trainable_state
 
@@ -37,25 +38,47 @@ class Inputs:
     models: list[ModelSpec] = field(default_factory=list)
 
 
-class Experiment(Protocol):
+@dataclass(frozen=True)
+class Part:
+    """A run that an experiment's run starts (and finds finished when it was run first): its config and the
+    indexes, in the experiment's list of parts, of the parts it reads the results of."""
+
+    config: ExperimentConfig
+    needs: tuple[int, ...] = ()
+    label: str = ""  # what the part is, for people (default: its run name)
+
+
+class Experiment(abc.ABC):
     """An experiment: its config class, a cheap up-front check of a config, what a run reads, the run itself,
-    and what its report shows."""
+    what its report shows, and the facts a sweep needs (its parts, the numbers its table shows)."""
 
     config: type[ExperimentConfig]
     #: Whether a finished run writes report.html (False e.g. for the many small cells of a sweep).
-    writes_report: bool
+    writes_report: bool = True
     #: The experiment's parts of the report, between the generic header and the summary values, config and
     #: versions (see :mod:`forgetlab.report.context`); ``forgetlab report RUN`` redraws them from the run's files.
-    report_sections: tuple[Section, ...]
+    report_sections: tuple[Section, ...] = ()
+    #: Summary keys a sweep's table and plots show by default (dotted; ``*`` matches one name, e.g. a task).
+    sweep_metrics: tuple[str, ...] = ()
+    #: For a forget-vs-keep trade-off plot: (summary key, better direction) of a forgetting number and of a
+    #: utility number, or None when the experiment has no such pair.
+    tradeoff: tuple[tuple[str, str], tuple[str, str]] | None = None
 
     def validate(self, config: ExperimentConfig) -> None:
         """Raise one clear error for anything unknown (task, method, ...) before any work starts."""
 
+    @abc.abstractmethod
     def inputs(self, config: ExperimentConfig) -> Inputs:
         """The data files and models the run will read (part of its identity)."""
 
+    @abc.abstractmethod
     def run(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Do the work (skipping finished stages) and return the summary."""
+
+    def parts(self, config: ExperimentConfig) -> list[Part]:
+        """The runs this run starts, in an order that respects their needs (none by default). A sweep runs
+        them first, each as its own cell, possibly at once on several workers; the run then finds them finished."""
+        return []
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
@@ -167,6 +190,11 @@ def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: i
         "command": command,
     }
     return Identity(hashlib.sha256(canonical.encode()).hexdigest(), record)
+
+
+def run_id(config: ExperimentConfig, experiment: Experiment, world_size: int = 1) -> str:
+    """The id the run of ``config`` has (or will have) in any runs directory, computed without running it."""
+    return run_id_for(config.name, run_identity(config, experiment, world_size).fingerprint)
 
 
 def check_models(inputs: Inputs) -> None:

@@ -5,6 +5,7 @@ The recipe's ``experiment`` key picks the registered experiment; its ``config`` 
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,23 @@ from pydantic import ValidationError
 
 from forgetlab.config import ConfigError, ExperimentConfig, apply_overrides, read_recipe, validation_problems
 from forgetlab.experiments.base import EXPERIMENTS
+
+
+def builtin_recipes() -> dict[str, Path]:
+    """Recipes shipped inside the package (``forgetlab run quickstart``)."""
+    folder = resources.files("forgetlab") / "configs"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_recipe(config: str | Path, relative_to: Path | None = None) -> Path:
+    """A recipe file: ``config`` as a path (also relative to the folder ``relative_to``), or a built-in recipe's name."""
+    for path in (Path(config), *([relative_to / config] if relative_to is not None else [])):
+        if path.is_file():
+            return path
+    recipes = builtin_recipes()
+    if str(config) in recipes:
+        return recipes[str(config)]
+    raise FileNotFoundError(f"config {config!r}: no such file, and not a built-in recipe ({', '.join(sorted(recipes))})")
 
 
 def build_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:

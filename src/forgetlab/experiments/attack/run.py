@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from forgetlab.attacks import AttackSpec
 from forgetlab.config import ConfigError, ExperimentConfig, check_run_name
-from forgetlab.experiments.base import EXPERIMENTS, Inputs, StagedRunner, write_run_report
+from forgetlab.experiments.base import EXPERIMENTS, Experiment, Inputs, StagedRunner, write_run_report
 from forgetlab.experiments.recipes import build_config
 from forgetlab.experiments.robustness import ATTACKABLE, with_attack_data
 from forgetlab.report.context import Section
@@ -80,7 +80,7 @@ def attack_run_config(source: Run, recipe: dict[str, Any], origin: str = "attack
     return build_config(raw, origin=origin)
 
 
-class AttackRun:
+class AttackRun(Experiment):
     """The ``attack`` experiment."""
 
     config = AttackRunConfig

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
-from forgetlab.experiments.base import Inputs, StagedRunner, run_experiment
+from forgetlab.experiments.base import Experiment, Inputs, Part, StagedRunner, run_experiment, run_id
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
 from forgetlab.experiments.forget_generalization.data import forget_labels
 from forgetlab.experiments.forget_generalization.evaluate import label_accuracy, score_task
@@ -42,12 +42,13 @@ from forgetlab.train import train_stage
 PairTable = dict[str, dict[str, Any]]
 
 
-class CrossTask:
+class CrossTask(Experiment):
     """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
 
     config = CrossTaskConfig
     writes_report = True
     report_sections = CROSS_TASK_SECTIONS  # its Study A run's trajectories included
+    sweep_metrics = ("crosstask.forget_ratio.*",)
 
     def validate(self, config: CrossTaskConfig) -> None:
         ForgetGeneralization().validate(config.study_a())
@@ -56,6 +57,14 @@ class CrossTask:
 
     def inputs(self, config: CrossTaskConfig) -> Inputs:
         return ForgetGeneralization().inputs(config.study_a())
+
+    def parts(self, config: CrossTaskConfig) -> list[Part]:
+        """The Study A run, then every off-diagonal cell (each reads the Study A run's data and weights)."""
+        study_a = config.study_a()
+        source = run_id(study_a, ForgetGeneralization())
+        names = [ref.name for ref in config.tasks]
+        cells = [Part(cell_config(config, source, a, b), needs=(0,), label=f"forget {a}, score {b}") for a in names for b in names if a != b]
+        return [Part(study_a, label="Study A per task")] + cells
 
     def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         command = f"cross_task {run.id}"
@@ -96,6 +105,7 @@ def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval
         name=f"{config.name}-cell",
         seed=config.seed,
         model=config.model,
+        cpu_threads=config.cpu_threads,
         source_run=source_run,
         forget_task=forget_task,
         eval_task=eval_task,
@@ -104,7 +114,7 @@ def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval
     )
 
 
-class CrossTaskCell:
+class CrossTaskCell(Experiment):
     """Forget one task starting from another task's fine-tuned model; score the other task."""
 
     config = CrossTaskCellConfig

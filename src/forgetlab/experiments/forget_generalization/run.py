@@ -21,7 +21,7 @@ from forgetlab.data.corpus import corpus_input_files
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.data.types import MCDoc
-from forgetlab.experiments.base import Inputs, StagedRunner
+from forgetlab.experiments.base import Experiment, Inputs, StagedRunner
 from forgetlab.experiments.forget_generalization.analysis import check_layers, order_analysis, predictor_analysis, probe_analysis
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
@@ -39,12 +39,13 @@ from forgetlab.store import Run
 from forgetlab.train import EvalFn, train_stage
 
 
-class ForgetGeneralization:
+class ForgetGeneralization(Experiment):
     """The Study A recipe."""
 
     config = ForgetGeneralizationConfig
     writes_report = True
     report_sections = STUDY_A_SECTIONS
+    sweep_metrics = ("tasks.*.acc_finetuned", "tasks.*.acc_forget_test", "tasks.*.forget_ratio")
 
     def validate(self, config: ForgetGeneralizationConfig) -> None:
         for ref in config.tasks:

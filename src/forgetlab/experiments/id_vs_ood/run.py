@@ -45,7 +45,7 @@ from accelerate import Accelerator
 from forgetlab.data.canaries import StreamEntry
 from forgetlab.data.corpus import CORPORA, corpus_input_files
 from forgetlab.data.types import Pair
-from forgetlab.experiments.base import Inputs, StagedRunner
+from forgetlab.experiments.base import Experiment, Inputs, StagedRunner
 from forgetlab.experiments.id_vs_ood.config import IdVsOodConfig
 from forgetlab.experiments.id_vs_ood.data import (
     IdVsOodData,
@@ -302,12 +302,13 @@ class IdVsOodRunner(StagedRunner):
         }
 
 
-class IdVsOod:
+class IdVsOod(Experiment):
     """The ``id_vs_ood`` experiment: Study B (Baluta et al. 2024)."""
 
     config = IdVsOodConfig
     writes_report = True
     report_sections = ID_VS_OOD_SECTIONS
+    sweep_metrics = ("groups.*.steps_to_unlearn", "groups.*.relexp_change_after")
 
     def validate(self, config: IdVsOodConfig) -> None:
         for section in ("train", "unlearn"):

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from forgetlab.data.types import Pair
-from forgetlab.experiments.base import Inputs, StagedRunner
+from forgetlab.experiments.base import Experiment, Inputs, StagedRunner
 from forgetlab.experiments.unlearn.config import SET_ORDER, ForgetMethodSpec, UnlearnConfig
 from forgetlab.experiments.unlearn.data import build_sets, sets_from_stage, sets_to_stage, training_items
 from forgetlab.experiments.unlearn.evaluate import (
@@ -32,7 +32,8 @@ from forgetlab.methods import METHODS, Method
 from forgetlab.methods.base import check_options
 from forgetlab.models import ModelSpec, load_model, model_identity, weightless_model
 from forgetlab.scoring import resolve_max_length
-from forgetlab.store import Run
+from forgetlab.store import Run, RunLock
+from forgetlab.threads import budget
 from forgetlab.train import train_items, trainable_state
 
 
@@ -100,14 +101,29 @@ class UnlearnRunner(StagedRunner):
         """Fine-tune on forget ∪ retain; keep the weights as the original model of the unlearning stage.
 
         With ``learn.share`` the weights and payload are also kept under ``<runs dir>/shared-learn/<key>``
-        and reused by any later run whose key (model, learn spec, seed, forget ∪ retain items) matches.
+        and reused by any later run whose key (model, learn spec, seed, threads, forget ∪ retain items) matches.
+        Single-process runs (a sweep's cells) hold a lock on the key while they learn, so runs started together
+        learn it once: the others wait, then reuse it.
         """
         spec = self.config.learn
         pool = sets["forget"] + sets.get("retain", [])
         key = learn_key(self.config, pool, self.accelerator.num_processes)
         shared = self.run_.dir.parent / "shared-learn" / key
-        if spec.share and (shared / "payload.json").is_file():
-            return self._reuse_learned(shared, key)
+        if not spec.share:
+            return self._learn_here(pool, key, None)
+        lock = RunLock(shared.with_name(f"{key}.lock"))
+        if self.accelerator.num_processes == 1:
+            lock.acquire(wait=True, run_id=f"shared-learn/{key}")
+        try:
+            if (shared / "payload.json").is_file():
+                return self._reuse_learned(shared, key)
+            return self._learn_here(pool, key, shared)
+        finally:
+            lock.release()
+
+    def _learn_here(self, pool: list[Pair], key: str, shared: Path | None) -> dict[str, Any]:
+        """Fine-tune on ``pool`` in this run; publish the result under ``shared`` when given."""
+        spec = self.config.learn
         self.load(learned=False)
         method = METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction)
         max_length = resolve_max_length(self.model.config, self.tokenizer)
@@ -124,7 +140,7 @@ class UnlearnRunner(StagedRunner):
         payload = {"steps": result.steps, "items": len(items), "seconds": seconds, "metrics": rows, "key": key}
         if self.is_main:
             shutil.rmtree(checkpoint, ignore_errors=True)
-            if spec.share:
+            if shared is not None:
                 publish_learned(shared, learned, payload)
         self.accelerator.wait_for_everyone()
         return payload
@@ -213,11 +229,11 @@ def _loss_row(stage: str, step: int, loss: float) -> dict[str, Any]:
 
 def learn_key(config: UnlearnConfig, pool: Sequence[Pair], world_size: int = 1) -> str:
     """What determines the learned weights (SHA-256): model (spec and identity), learning spec, seed, world
-    size, the items learned and :data:`~forgetlab.identity.RESULTS_VERSION`."""
+    size, torch threads, the items learned and :data:`~forgetlab.identity.RESULTS_VERSION`."""
     canonical = json.dumps(
         {"model": config.model.model_dump(mode="json"), "model_identity": model_identity(config.model),
          "learn": config.learn.model_dump(mode="json", exclude={"share"}), "seed": config.seed, "world_size": world_size,
-         "items": [i.to_dict() for i in pool], "results_version": RESULTS_VERSION},
+         "cpu_threads": budget(config.cpu_threads), "items": [i.to_dict() for i in pool], "results_version": RESULTS_VERSION},
         sort_keys=True, separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
@@ -281,12 +297,15 @@ def restrict_trainable(model: torch.nn.Module, pattern: str, origin: str = "forg
 # --- the experiment -------------------------------------------------------------------------------------
 
 
-class Unlearn:
+class Unlearn(Experiment):
     """The generic unlearning recipe."""
 
     config = UnlearnConfig
     writes_report = True
     report_sections = UNLEARN_SECTIONS
+    sweep_metrics = ("selected_step", "selected.forget_loss", "selected.utility_loss", "selected.mia_loss_auc")
+    #: forgetting (forget-set loss, which should rise) against utility (utility-set loss, which should not)
+    tradeoff = (("selected.forget_loss", "higher"), ("selected.utility_loss", "lower"))
 
     def validate(self, config: UnlearnConfig) -> None:
         try:

@@ -1,0 +1,76 @@
+"""Sweeps: a base recipe crossed with axes, each cell an ordinary run in the catalog, run on this machine, a Ray
+cluster or Slurm, aggregated over seeds into ``<runs dir>/sweeps/<sweep id>/`` (``plan.json``, ``results.json``,
+``report.html``, one log per locally run cell).
+
+Modules in the order of the flow: :mod:`.spec` (the sweep file), :mod:`.plan` (its cells and their needs),
+:mod:`.backends` (where cells run), :mod:`.driver` (the scheduler), :mod:`.aggregate` and :mod:`.results`
+(the numbers), :mod:`.report` (the HTML).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from forgetlab.config import apply_overrides
+from forgetlab.store import RunStore, atomic_write_json
+from forgetlab.sweep.backends import BACKENDS
+from forgetlab.sweep.driver import Scheduler, SweepState
+from forgetlab.sweep.plan import Plan, plan
+from forgetlab.sweep.report import write_sweep_report
+from forgetlab.sweep.results import collect
+from forgetlab.sweep.spec import SweepSpec, load_sweep
+
+
+@dataclass
+class SweepOutcome:
+    """A finished (or partly failed) sweep: its plan, final state, results and where they are."""
+
+    plan: Plan
+    state: SweepState
+    results: dict[str, Any]
+    folder: Path
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, s in self.state.cells.items() if s.status in ("failed", "blocked")]
+
+
+def prepare_sweep(path: str | Path, overrides: list[str] | None = None, **choices: Any) -> Plan:
+    """Read and check a sweep file (``overrides`` apply to its base recipe) and plan its cells; nothing runs."""
+    spec, base, origin = load_sweep(path, **choices)
+    if overrides:
+        base = apply_overrides(base, overrides)
+    return plan(spec, base, origin)
+
+
+def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], None] = lambda state: None) -> SweepOutcome:
+    """Run every unfinished cell of ``sweep`` on its backend, then write its results and report."""
+    store = RunStore(runs_dir)
+    folder = sweep.folder(store.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "plan.json", plan_record(sweep))
+    backend = BACKENDS.get(sweep.spec.backend).from_spec(sweep.spec, folder, store.root, sweep.cells)
+    try:
+        state = Scheduler(sweep, store, backend, sweep.spec.retries, show).run()
+    finally:
+        backend.close()
+    results = collect(sweep, state, store)
+    atomic_write_json(folder / "results.json", results)
+    write_sweep_report(folder, results)
+    return SweepOutcome(sweep, state, results, folder)
+
+
+def plan_record(sweep: Plan) -> dict[str, Any]:
+    """``plan.json``: the sweep file as checked, and every cell with its run id, label, axes and needs."""
+    return {
+        "sweep": sweep.id,
+        "spec": json.loads(sweep.spec.model_dump_json()),
+        "cells": [{"run": c.key, "label": c.label, "experiment": c.config.experiment, "axes": c.axes,
+                   "needs": list(c.needs), "top": c.top} for c in sweep.cells],
+    }
+
+
+__all__ = ["Plan", "SweepOutcome", "SweepSpec", "load_sweep", "prepare_sweep", "run_sweep"]

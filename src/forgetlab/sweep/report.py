@@ -1,0 +1,160 @@
+"""A sweep's HTML report (the run report's style, self-contained): the groups with means and intervals, every
+cell, each shown metric against each varied axis (with intervals over seeds), a heat-map when two axes vary, the
+forgetting-vs-utility trade-off with its front, and links to the cells' own reports."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgetlab.report.page import Page, document, esc
+from forgetlab.report.plots import legend, number, plt, png_bytes, text
+from forgetlab.store import atomic_write_text
+from forgetlab.sweep.aggregate import SEED_AXIS
+
+MAX_PLOTTED_METRICS = 6
+
+
+def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
+    """``<sweep folder>/report.html`` from ``results.json``'s content; returns its path."""
+    page = Page(results)
+    page.add(f"<h1>forgetlab sweep: {esc(results['sweep'])}</h1>")
+    counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
+    page.add(f'<p class="muted">experiment {esc(results["experiment"] or "mixed")} · {len(results["cells"])} cells: '
+             f'{esc(counts)} · axes: {esc(", ".join(results["axes"]) or "none")}</p>')
+    _groups(page, results)
+    _plots(page, results)
+    _tradeoff(page, results)
+    _cells(page, results)
+    path = folder / "report.html"
+    atomic_write_text(path, document(page, f"forgetlab sweep: {results['sweep']}"), mode=0o644)
+    return path
+
+
+def _conditions(results: dict[str, Any]) -> list[str]:
+    return [a for a in results["axes"] if a != SEED_AXIS]
+
+
+def _metrics(results: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(k for g in results["groups"] for k in g["metrics"]))
+
+
+def _groups(page: Page, results: dict[str, Any]) -> None:
+    page.section("groups", "Mean over seeds [bootstrap 95 % interval]")
+    conditions, metrics = _conditions(results), _metrics(results)
+    rows = []
+    for i, group in enumerate(results["groups"]):
+        cells = [page.value(["groups", i, "axes", a]) for a in conditions] + [esc(len(group["runs"]))]
+        cells += [page.value(["groups", i, "metrics", m, "mean"]) + page.interval(["groups", i, "metrics", m, "ci"])
+                  if m in group["metrics"] else "—" for m in metrics]
+        rows.append(cells)
+    page.table([*conditions, "seeds", *metrics], rows, numeric_from=len(conditions))
+
+
+def _cells(page: Page, results: dict[str, Any]) -> None:
+    page.section("cells", "Every cell")
+    metrics = _metrics(results)
+    rows = []
+    for i, cell in enumerate(results["cells"]):
+        link = f'<a href="../../{esc(cell["run"])}/report.html">{esc(cell["run"])}</a>'
+        status = esc(cell["status"]) + (f' <span class="muted">{esc(cell["message"])}</span>' if cell.get("message") else "")
+        rows.append([esc(cell["label"]), status, link, *(page.value(["cells", i, "values", m]) for m in metrics)])
+    page.table(["cell", "status", "run", *metrics], rows, numeric_from=3)
+
+
+def _plots(page: Page, results: dict[str, Any]) -> None:
+    conditions, metrics = _conditions(results), _metrics(results)[:MAX_PLOTTED_METRICS]
+    varied = [a for a in conditions if len({repr(g["axes"][a]) for g in results["groups"]}) > 1]
+    if not varied or not metrics:
+        return
+    page.section("plots", "Metrics against the axes")
+    for axis in varied:
+        for metric in metrics:
+            page.figure(png_bytes(plot_against(results["groups"], axis, metric, conditions)), f"{metric} against {axis}")
+    if len(varied) == 2:
+        for metric in metrics[:3]:
+            page.figure(png_bytes(heatmap(results["groups"], varied[0], varied[1], metric)), f"{metric}: {varied[0]} × {varied[1]}")
+
+
+def plot_against(groups: list[dict[str, Any]], axis: str, metric: str, conditions: list[str]) -> Any:
+    """Mean of ``metric`` against ``axis`` with its interval, one series per value of the other axes."""
+    positions = _positions([g["axes"][axis] for g in groups])
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    series: dict[str, list[tuple[float, float, Any]]] = {}
+    for group in groups:
+        found = group["metrics"].get(metric)
+        if found is None:
+            continue
+        rest = ", ".join(f"{a}={group['axes'][a]}" for a in conditions if a != axis)
+        series.setdefault(rest, []).append((positions[repr(group["axes"][axis])], found["mean"], found["ci"]))
+    for name, points in sorted(series.items()):
+        points.sort(key=lambda p: p[0])
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        low = [p[1] - p[2][0] if p[2] else 0.0 for p in points]
+        high = [p[2][1] - p[1] if p[2] else 0.0 for p in points]
+        ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=text(name) if name else None)
+    labels = sorted(positions, key=positions.get)
+    if not all(number(v) is not None for v in [g["axes"][axis] for g in groups]):
+        ax.set_xticks([positions[k] for k in labels], [text(k.strip("'")) for k in labels], rotation=20, fontsize=7)
+    ax.set_xlabel(text(axis))
+    ax.set_ylabel(text(metric), fontsize=8)
+    legend(ax, 6)
+    return fig
+
+
+def _positions(values: list[Any]) -> dict[str, float]:
+    """Where each axis value sits on the x axis: itself when all are numbers (log-spaced values on a log
+    scale are still plotted linearly), else 0, 1, 2 ... in first-seen order."""
+    keys = list(dict.fromkeys(repr(v) for v in values))
+    if all(number(v) is not None for v in values):
+        return {repr(v): float(v) for v in values}
+    return {k: float(i) for i, k in enumerate(keys)}
+
+
+def heatmap(groups: list[dict[str, Any]], rows_axis: str, cols_axis: str, metric: str) -> Any:
+    """The group means of ``metric`` over two axes."""
+    rows = list(dict.fromkeys(repr(g["axes"][rows_axis]) for g in groups))
+    cols = list(dict.fromkeys(repr(g["axes"][cols_axis]) for g in groups))
+    grid = np.full((len(rows), len(cols)), math.nan)
+    for group in groups:
+        found = group["metrics"].get(metric)
+        if found is not None:
+            grid[rows.index(repr(group["axes"][rows_axis])), cols.index(repr(group["axes"][cols_axis]))] = found["mean"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.5 * len(rows)))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for (r, c), value in np.ndenumerate(grid):
+        if math.isfinite(value):
+            ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
+    ax.set_xticks(range(len(cols)), [text(c.strip("'")) for c in cols], fontsize=7, rotation=20)
+    ax.set_yticks(range(len(rows)), [text(r.strip("'")) for r in rows], fontsize=7)
+    ax.set_xlabel(text(cols_axis))
+    ax.set_ylabel(text(rows_axis))
+    ax.set_title(text(metric), fontsize=8)
+    fig.colorbar(image, ax=ax)
+    return fig
+
+
+def _tradeoff(page: Page, results: dict[str, Any]) -> None:
+    tradeoff = results.get("tradeoff")
+    if not tradeoff:
+        return
+    page.section("tradeoff", "Forgetting against utility")
+    x, y = tradeoff["x"], tradeoff["y"]
+    page.note(f"Each point is a cell; ringed points are on the front (no other cell is better on both: "
+              f"{x['key']} {x['better']} is better, {y['key']} {y['better']} is better).")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for point in tradeoff["points"]:
+        ax.scatter(point["x"], point["y"], s=50 if point["front"] else 18, facecolors="none" if point["front"] else "C0",
+                   edgecolors="C3" if point["front"] else "C0")
+    front = sorted((p["x"], p["y"]) for p in tradeoff["points"] if p["front"])
+    ax.plot([p[0] for p in front], [p[1] for p in front], color="C3", linewidth=1, label="front")
+    ax.set_xlabel(text(x["key"]))
+    ax.set_ylabel(text(y["key"]))
+    legend(ax)
+    page.figure(png_bytes(fig), "Forgetting against utility, one point per cell")
+    rows = [[esc(p["label"]), page.value(["tradeoff", "points", i, "x"]), page.value(["tradeoff", "points", i, "y"]),
+             "yes" if p["front"] else ""] for i, p in enumerate(tradeoff["points"])]
+    page.table(["cell", x["key"], y["key"], "on the front"], rows, text_columns=(3,))

@@ -1,0 +1,67 @@
+"""A sweep's results, gathered from the catalog: ``results.json`` in the sweep's folder (every cell with its
+axes, run and shown values; the groups over seeds with means and intervals; the trade-off front)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forgetlab.experiments import EXPERIMENTS
+from forgetlab.store import RunStore
+from forgetlab.sweep.aggregate import chosen, flatten, group_cells, pareto_front
+from forgetlab.sweep.driver import SweepState
+from forgetlab.sweep.plan import Plan
+
+
+def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
+    """The sweep's results: its top cells (parts are reached through them), grouped over seeds."""
+    experiments = {c.config.experiment for c in plan.top_cells}
+    experiment = EXPERIMENTS.get(next(iter(experiments))) if len(experiments) == 1 else None
+    patterns = plan.spec.metrics or (list(experiment.sweep_metrics) if experiment else [])
+    cells = [_cell(cell_state, store, patterns) for cell_state in (state.cells[c.key] for c in plan.top_cells)]
+    axes = plan.spec.axes()
+    results: dict[str, Any] = {
+        "sweep": plan.id,
+        "name": plan.spec.name,
+        "experiment": experiment and next(iter(experiments)),
+        "axes": axes,
+        "metrics": patterns,
+        "counts": {status: state.count(status) for status in ("finished", "failed", "blocked", "waiting")},
+        "cells": cells,
+        "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
+        "tradeoff": _tradeoff(experiment, cells) if experiment and experiment.tradeoff else None,
+    }
+    for cell in cells:
+        del cell["all"]  # every number of every cell is in its run's summary.json
+    return results
+
+
+def _cell(state: Any, store: RunStore, patterns: list[str]) -> dict[str, Any]:
+    cell = state.cell
+    run = store.get(cell.key)
+    summary = (run.summary() if run is not None and run.finished else None) or {}
+    values = flatten(summary)
+    return {
+        "run": cell.key,
+        "label": cell.label,
+        "axes": cell.axes,
+        "seed": cell.config.seed,
+        "status": state.status,
+        "message": state.message or None,
+        "values": chosen(values, patterns) if patterns else values,
+        "all": values,
+    }
+
+
+def _tradeoff(experiment: Any, cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Forgetting against utility per finished cell, and which cells are on the front (no other beats both)."""
+    (x_key, x_better), (y_key, y_better) = experiment.tradeoff
+    points = [(c["run"], c["label"], c["all"][x_key], c["all"][y_key]) for c in cells
+              if c["status"] == "finished" and x_key in c["all"] and y_key in c["all"]]
+    if not points:
+        return None
+    front = pareto_front([(p[2], p[3]) for p in points], (x_better, y_better))
+    return {
+        "x": {"key": x_key, "better": x_better},
+        "y": {"key": y_key, "better": y_better},
+        "points": [{"run": p[0], "label": p[1], "x": p[2], "y": p[3], "front": i in front} for i, p in enumerate(points)],
+    }

@@ -1,0 +1,63 @@
+"""Every backend gives every cell exactly the run it gives alone: a 2×2 tiny sweep (method × seed) on ``local``
+with two workers, on a local Ray instance, and through submitit's local executor (the Slurm path), each cell's
+summary.json and metrics.jsonl compared byte for byte with the same recipe run alone in its own runs directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forgetlab.experiments import build_config, run_experiment
+from forgetlab.sweep import prepare_sweep, run_sweep
+from tests.conftest import unlearn_raw_config
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_sweep(tmp_path: Path, **options) -> str:
+    path = tmp_path / "sweep.yaml"
+    sweep = {"name": "tiny2x2", "base": unlearn_raw_config(), "grid": {"forget.method": ["gradient_ascent", "npo"], "seed": [0, 1]}}
+    path.write_text(yaml.safe_dump({**sweep, **options}))
+    return str(path)
+
+
+def result_files(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in ("summary.json", "metrics.jsonl")}
+
+
+def assert_each_cell_as_alone(outcome, runs: Path, alone: Path) -> None:
+    assert outcome.failed == [] and len(outcome.state.cells) == 4
+    for cell in outcome.plan.cells:
+        by_itself = run_experiment(build_config(cell.recipe()), alone)
+        assert by_itself.id == cell.key
+        assert result_files(runs / cell.key) == result_files(by_itself.dir), cell.label
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory) -> Path:
+    """One runs directory for the cells run alone (each is run once, the later backends find it)."""
+    return tmp_path_factory.mktemp("alone")
+
+
+def test_local_backend_with_two_workers(tmp_path, alone):
+    outcome = run_sweep(prepare_sweep(tiny_sweep(tmp_path), workers=2), tmp_path / "runs")
+    assert_each_cell_as_alone(outcome, tmp_path / "runs", alone)
+    groups = outcome.results["groups"]
+    assert [g["axes"] for g in groups] == [{"forget.method": "gradient_ascent"}, {"forget.method": "npo"}]
+    assert all(g["seeds"] == [0, 1] and g["metrics"]["selected.forget_loss"]["ci"] is not None for g in groups)
+    assert (outcome.folder / "report.html").is_file() and (outcome.folder / "logs").is_dir()
+
+
+def test_ray_local_instance(tmp_path, alone):
+    pytest.importorskip("ray", reason="the ray extra: pip install 'forgetlab[ray]'")
+    outcome = run_sweep(prepare_sweep(tiny_sweep(tmp_path), backend="ray"), tmp_path / "runs")
+    assert_each_cell_as_alone(outcome, tmp_path / "runs", alone)
+
+
+def test_slurm_path_through_submitits_local_executor(tmp_path, alone):
+    pytest.importorskip("submitit", reason="the slurm extra: pip install 'forgetlab[slurm]'")
+    outcome = run_sweep(prepare_sweep(tiny_sweep(tmp_path, backend="slurm", slurm={"cluster": "local", "time_min": 10})), tmp_path / "runs")
+    assert_each_cell_as_alone(outcome, tmp_path / "runs", alone)
+    assert (outcome.folder / "slurm").is_dir()
