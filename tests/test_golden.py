@@ -52,6 +52,11 @@ def run_recipe(recipe: str, runs: Path) -> dict[str, dict[str, Any]]:
     """Run one golden recipe (each sets ``cpu_threads: 1``); every run it made, labelled by experiment (and task
     pair for cells)."""
     run_experiment(load_config(GOLDEN / "recipes" / f"{recipe}.yaml"), runs)
+    return results_of(runs)
+
+
+def results_of(runs: Path) -> dict[str, dict[str, Any]]:
+    """Every run in ``runs``, labelled by experiment (and task pair for cells), normalized for comparing."""
     out = {}
     for row in RunStore(runs).list():
         run = RunStore(runs).find(row["id"])
@@ -93,9 +98,13 @@ def assert_same(expected: Any, actual: Any, rel: float, where: str = "") -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_golden_recipe_gives_the_committed_numbers(recipe, tmp_path):
+    assert_golden(recipe, run_recipe(recipe, tmp_path))
+
+
+def assert_golden(recipe: str, results: dict[str, dict[str, Any]]) -> None:
+    """``results`` (from :func:`results_of`) are the committed golden files of ``recipe``."""
     made_on = json.loads((GOLDEN / "machine.json").read_text())
     rel = 1e-9 if made_on == machine() else 1e-4
-    results = run_recipe(recipe, tmp_path)
     expected_labels = sorted(p.name for p in (GOLDEN / recipe).iterdir() if p.is_dir())
     assert sorted(results) == expected_labels
     for label, result in results.items():

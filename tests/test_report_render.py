@@ -82,3 +82,12 @@ def test_missing_browser_fails_when_required(tmp_path):
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::test_check_catches_a_broken_image"]
     run = subprocess.run(command, env=env, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "1 error" in run.stdout and "FORGETLAB_REQUIRE_BROWSER is set" in run.stdout, run.stdout
+
+
+def test_sweep_report_renders_with_all_images(tmp_path, chromium):
+    from forgetlab.sweep.report import write_sweep_report
+    from tests.test_sweep_report import sweep_results
+
+    path = write_sweep_report(tmp_path, sweep_results())
+    decoded, total = checker.check(path, chromium)
+    assert decoded == total == 8

@@ -61,3 +61,13 @@ def test_slurm_path_through_submitits_local_executor(tmp_path, alone):
     outcome = run_sweep(prepare_sweep(tiny_sweep(tmp_path, backend="slurm", slurm={"cluster": "local", "time_min": 10})), tmp_path / "runs")
     assert_each_cell_as_alone(outcome, tmp_path / "runs", alone)
     assert (outcome.folder / "slurm").is_dir()
+
+
+def test_the_cross_task_matrix_as_a_sweep_gives_the_golden_numbers(tmp_path):
+    """The golden cross-task recipe fanned out (Study A, then its two cells on two workers, then the matrix) makes
+    the very runs, with the very numbers, that ``forgetlab run`` makes in one process (tests/golden/cross_task)."""
+    from tests.test_golden import GOLDEN, assert_golden, results_of
+
+    outcome = run_sweep(prepare_sweep(GOLDEN / "recipes" / "cross_task.yaml", workers=2), tmp_path)
+    assert outcome.failed == [] and len(outcome.plan.cells) == 4
+    assert_golden("cross_task", results_of(tmp_path))

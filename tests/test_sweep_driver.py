@@ -48,7 +48,7 @@ class ScriptedBackend(Backend):
         self.most_at_once = 0
 
     @classmethod
-    def from_spec(cls, spec, folder, runs_dir, cells):
+    def from_spec(cls, spec, folder, runs_dir, threads):
         raise NotImplementedError  # built by the tests directly
 
     def capacity(self) -> int:

@@ -3,9 +3,12 @@ checkpoints and resume, and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
+from collections import namedtuple
 
 import numpy as np
 import pytest
@@ -208,3 +211,20 @@ def test_packed_batches_give_the_padded_numbers_and_gradients(tiny, mode):
     for a, b in zip(packed[2], padded[2]):
         assert torch.isfinite(a).all()  # padding positions attend to themselves: no NaN
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_failed_checkpoint_write_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    def zip_writer_fails(obj, path):  # what torch.save raises when the disk fills up under it
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(train.torch, "save", zip_writer_fails)
+    target = tmp_path / "optim.pt"
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1024))
+    with pytest.raises(OSError) as full:
+        train._torch_save({}, target)
+    assert (full.value.errno, full.value.strerror, full.value.filename) == (errno.ENOSPC, "No space left on device", str(target))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    with pytest.raises(OSError) as other:
+        train._torch_save({}, target)
+    assert other.value.errno == errno.EIO and other.value.filename == str(target) and "unexpected pos" in other.value.strerror

@@ -176,6 +176,7 @@ def sweep(
         with _SweepProgress(planned.id) as progress:
             outcome = run_sweep(planned, runs_dir or runs_dir_default(), progress.show)
     _print_groups(outcome.results)
+    _print_best(outcome.results.get("search"))
     for key in outcome.failed:
         state = outcome.state.cells[key]
         err.print(f"[red]{state.status}:[/] {escape(state.cell.label)} ({key}): {escape(state.message)}", highlight=False, soft_wrap=True)
@@ -243,6 +244,18 @@ def _print_groups(results: dict) -> None:
         cells += [_mean_ci(found[m]) if m in found else "—" for m in metrics]
         table.add_row(*cells)
     out.print(table)
+
+
+def _print_best(search: dict | None) -> None:
+    if not search:
+        return
+    best = search["best"]
+    if best is None:
+        out.print(f"search: no feasible trial among {len(search['trials'])}")
+        return
+    params = " ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+    out.print(f"best trial {best['number']} of {len(search['trials'])}: {params} → {search['objective']} = {_fmt(best['value'])}"
+              f" (run {best['run']})", highlight=False, markup=False)
 
 
 def _mean_ci(found: dict) -> str:

@@ -8,6 +8,7 @@ process with N times the batch size.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import os
@@ -396,8 +397,8 @@ def _save_checkpoint(
         try:
             staging.mkdir(parents=True)
             save_file(trainable_state(accelerator.unwrap_model(wrapped)), str(staging / "model.safetensors"))
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
-            torch.save({"torch": torch.get_rng_state()}, staging / "rng.pt")
+            _torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
+            _torch_save({"torch": torch.get_rng_state()}, staging / "rng.pt")
             state = {"steps": result.steps, "trajectory": result.trajectory, "losses": result.losses}
             (staging / "state.json").write_text(json.dumps(state))
         except BaseException:
@@ -410,6 +411,23 @@ def _save_checkpoint(
         os.replace(staging, directory)
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+#: Below this many free bytes, a failed write is taken for a full disk.
+NEARLY_FULL = 256 * 2**20
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save``, whose failed writes (a full disk above all) surface as an OSError naming the file rather
+    than the RuntimeError of torch's zip writer ("enforce fail at inline_container.cc ... unexpected pos")."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as error:
+        if "inline_container" not in str(error):
+            raise
+        full = shutil.disk_usage(path.parent).free < NEARLY_FULL
+        code, what = (errno.ENOSPC, "No space left on device") if full else (errno.EIO, f"write failed ({error})")
+        raise OSError(code, what, str(path)) from None
 
 
 def _checkpoint_folder(directory: Path) -> Path | None:

@@ -75,6 +75,12 @@ class Experiment(abc.ABC):
     def run(self, config: ExperimentConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Do the work (skipping finished stages) and return the summary."""
 
+    def badness(self, key: str, value: float) -> float:
+        """How bad ``value`` of the summary number at ``key`` is, lower being better (a search minimises it), from
+        the metric registry's direction; KeyError when the experiment cannot tell which way the number is better."""
+        raise KeyError(f"{key}: the {type(self).__name__} experiment cannot tell which way this number is better; "
+                       "give search.direction (minimize or maximize)")
+
     def parts(self, config: ExperimentConfig) -> list[Part]:
         """The runs this run starts, in an order that respects their needs (none by default). A sweep runs
         them first, each as its own cell, possibly at once on several workers; the run then finds them finished."""

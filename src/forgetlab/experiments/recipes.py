@@ -22,8 +22,9 @@ def builtin_recipes() -> dict[str, Path]:
 
 
 def resolve_recipe(config: str | Path, relative_to: Path | None = None) -> Path:
-    """A recipe file: ``config`` as a path (also relative to the folder ``relative_to``), or a built-in recipe's name."""
-    for path in (Path(config), *([relative_to / config] if relative_to is not None else [])):
+    """A recipe file: ``config`` as a path relative to the folder ``relative_to`` (when given) or to the working
+    directory, or a built-in recipe's name."""
+    for path in (*([relative_to / config] if relative_to is not None else []), Path(config)):
         if path.is_file():
             return path
     recipes = builtin_recipes()

@@ -10,6 +10,8 @@ Modules in the order of the flow: :mod:`.spec` (the sweep file), :mod:`.plan` (i
 from __future__ import annotations
 
 import json
+
+import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,9 +20,10 @@ from forgetlab.config import apply_overrides
 from forgetlab.store import RunStore, atomic_write_json
 from forgetlab.sweep.backends import BACKENDS
 from forgetlab.sweep.driver import Scheduler, SweepState
-from forgetlab.sweep.plan import Plan, plan
+from forgetlab.sweep.plan import Plan, cell_config, plan
 from forgetlab.sweep.report import write_sweep_report
 from forgetlab.sweep.results import collect
+from forgetlab.sweep.search import Search, badness_of, search_identity
 from forgetlab.sweep.spec import SweepSpec, load_sweep
 
 
@@ -43,21 +46,34 @@ def prepare_sweep(path: str | Path, overrides: list[str] | None = None, **choice
     spec, base, origin = load_sweep(path, **choices)
     if overrides:
         base = apply_overrides(base, overrides)
-    return plan(spec, base, origin)
+    if spec.search is None:
+        return plan(spec, base, origin)
+    probe = {key: dist.draw(np.random.default_rng(0)) for key, dist in spec.search.space.items()}
+    cell_config(spec, base, probe, origin)  # a bad key or value is found now, not at the first trial
+    badness_of(spec.search, str(base.get("experiment")))
+    return Plan(spec, [], identity=search_identity(spec, base), base=base, origin=origin)
 
 
 def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], None] = lambda state: None) -> SweepOutcome:
     """Run every unfinished cell of ``sweep`` on its backend, then write its results and report."""
-    store = RunStore(runs_dir)
-    folder = sweep.folder(store.root)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "plan.json", plan_record(sweep))
-    backend = BACKENDS.get(sweep.spec.backend).from_spec(sweep.spec, folder, store.root, sweep.cells)
+    configs = [cell_config(sweep.spec, sweep.base, {}, sweep.origin)] if sweep.spec.search else [c.config for c in sweep.cells]
+    threads = max((config.cpu_threads or 1 for config in configs), default=1)
+    folder = sweep.folder(Path(runs_dir))
+    backend = BACKENDS.get(sweep.spec.backend).from_spec(sweep.spec, folder, Path(runs_dir), threads)  # a missing extra: now
     try:
-        state = Scheduler(sweep, store, backend, sweep.spec.retries, show).run()
+        store = RunStore(runs_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / "plan.json", plan_record(sweep))
+        if sweep.spec.search is None:
+            state, found = Scheduler(sweep, store, backend, sweep.spec.retries, show).run(), None
+        else:
+            search = Search(sweep.spec, sweep.base, sweep.origin, store, backend, show)
+            found = search.run()
+            sweep, state = search.plan, search.state
     finally:
         backend.close()
-    results = collect(sweep, state, store)
+    atomic_write_json(folder / "plan.json", plan_record(sweep))  # a search's cells are known now
+    results = dict(collect(sweep, state, store), search=found)
     atomic_write_json(folder / "results.json", results)
     write_sweep_report(folder, results)
     return SweepOutcome(sweep, state, results, folder)

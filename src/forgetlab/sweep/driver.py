@@ -37,6 +37,7 @@ class SweepState:
 
     cells: dict[str, CellState]
     capacity: int
+    total: int | None = None  # cells the sweep will have (a search adds its trials as it goes)
     started: float = field(default_factory=time.time)
     jobs: dict[str, Job] = field(default_factory=dict)
 
@@ -46,14 +47,14 @@ class SweepState:
     def eta_seconds(self) -> float | None:
         """Seconds left, from the mean wall time of the cells finished here and the cells that may run at once."""
         timed = [s.seconds for s in self.cells.values() if s.seconds is not None]
-        left = self.count("waiting") + self.count("running")
+        left = self.count("waiting") + self.count("running") + max(0, (self.total or 0) - len(self.cells))
         if not timed or not left:
             return None if left else 0.0
         return sum(timed) / len(timed) * left / max(1, min(self.capacity, left))
 
     def line(self, name: str) -> str:
         """``sweep NAME: 3/9 finished, 2 running, 0 failed, 4 waiting · ETA 12 min``."""
-        total = len(self.cells)
+        total = max(len(self.cells), self.total or 0)
         parts = [f"{self.count('finished')}/{total} finished", f"{self.count('running')} running", f"{self.count('failed')} failed"]
         parts += [f"{self.count(s)} {s}" for s in ("blocked", "waiting") if self.count(s)]
         eta = self.eta_seconds()
@@ -66,15 +67,19 @@ class Scheduler:
     """Starts ready cells on the backend up to its capacity, polls them, and records how each ended."""
 
     def __init__(self, plan: Plan, store: RunStore, backend: Backend, retries: int,
-                 show: Callable[[SweepState], None] = lambda state: None, poll_seconds: float = 0.5) -> None:
+                 show: Callable[[SweepState], None] = lambda state: None, poll_seconds: float = 0.5,
+                 state: SweepState | None = None) -> None:
         self.plan, self.store, self.backend, self.retries = plan, store, backend, retries
         self.show, self.poll_seconds = show, poll_seconds
-        self.state = SweepState({c.key: CellState(c) for c in plan.cells}, backend.capacity())
+        self.state = state or SweepState({}, backend.capacity())  # a search's batches share one state
+        for cell in plan.cells:
+            self.state.cells.setdefault(cell.key, CellState(cell))
 
     def run(self) -> SweepState:
         """Run every cell that is not finished; returns the final state (failed cells included)."""
-        for state in self.state.cells.values():
-            if self._finished_in_catalog(state.cell.key):
+        for cell in self.plan.cells:
+            state = self.state.cells[cell.key]
+            if state.status == "waiting" and self._finished_in_catalog(cell.key):
                 state.status = "finished"
         try:
             while self._step():

@@ -47,10 +47,13 @@ class Plan:
 
     spec: SweepSpec
     cells: list[Cell]
+    identity: str | None = None  # what names the sweep when its cells are not known up front (a search)
+    base: dict[str, Any] = field(default_factory=dict)  # the base recipe (a search plans its cells from it)
+    origin: str = ""  # where the base comes from, for error messages
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha256("\n".join(sorted(c.key for c in self.top_cells)).encode()).hexdigest()
+        digest = self.identity or hashlib.sha256("\n".join(sorted(c.key for c in self.top_cells)).encode()).hexdigest()
         return f"{self.spec.name}-{digest[:12]}"
 
     @property
@@ -84,15 +87,17 @@ def cell_config(spec: SweepSpec, base: dict[str, Any], assignment: Assignment, o
     return config
 
 
-def plan(spec: SweepSpec, base: dict[str, Any], origin: str) -> Plan:
-    """Every cell of the sweep, parts first; two assignments that give the same run are an error."""
+def plan(spec: SweepSpec, base: dict[str, Any], origin: str, assignments: list[Assignment] | None = None,
+         *, repeats: bool = False) -> Plan:
+    """Every cell of the sweep (or of ``assignments``), parts first; two assignments that give the same run are an
+    error unless ``repeats`` (a search may ask the same point twice: it is one run)."""
     cells: dict[str, Cell] = {}
-    for assignment in spec.assignments():
+    for assignment in spec.assignments() if assignments is None else assignments:
         config = cell_config(spec, base, assignment, origin)
         key = _add(cells, config, label_of(assignment), assignment, top=True)
-        if cells[key].axes is not assignment:
+        if cells[key].axes is not assignment and not repeats:
             raise ConfigError(f"{origin}: cells [{label_of(cells[key].axes)}] and [{label_of(assignment)}] are the same run {key}")
-    return Plan(spec, list(cells.values()))
+    return Plan(spec, list(cells.values()), base=base, origin=origin)
 
 
 def _add(cells: dict[str, Cell], config: ExperimentConfig, label: str, axes: Assignment, *, top: bool) -> str:

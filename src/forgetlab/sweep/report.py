@@ -25,6 +25,7 @@ def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
     counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
     page.add(f'<p class="muted">experiment {esc(results["experiment"] or "mixed")} · {len(results["cells"])} cells: '
              f'{esc(counts)} · axes: {esc(", ".join(results["axes"]) or "none")}</p>')
+    _search(page, results)
     _groups(page, results)
     _plots(page, results)
     _tradeoff(page, results)
@@ -135,6 +136,37 @@ def heatmap(groups: list[dict[str, Any]], rows_axis: str, cols_axis: str, metric
     ax.set_title(text(metric), fontsize=8)
     fig.colorbar(image, ax=ax)
     return fig
+
+
+def _search(page: Page, results: dict[str, Any]) -> None:
+    search = results.get("search")
+    if not search:
+        return
+    page.section("search", "Search")
+    best = search["best"]
+    page.note(f"objective {search['objective']} (which way is better: {search['direction']}), {search['sampler']} sampler, "
+              f"{len(search['trials'])} trials; best: " + (f"trial {best['number']}, run {best['run']}" if best else "none feasible"))
+    keys = list(dict.fromkeys(k for t in search["trials"] for k in t["params"]))
+    rows = [[esc(t["number"]), *(page.value(["search", "trials", i, "params", k]) for k in keys),
+             page.value(["search", "trials", i, "value"]), esc({True: "yes", False: "no"}.get(t["feasible"], t["status"])),
+             "best" if best and t["number"] == best["number"] else "", f'<a href="../../{esc(t["run"])}/report.html">{esc(t["run"])}</a>']
+            for i, t in enumerate(search["trials"])]
+    page.table(["trial", *keys, search["objective"], "feasible", "", "run"], rows, text_columns=(len(keys) + 2, len(keys) + 3, len(keys) + 4))
+    told = [(t["number"], t["value"], t["badness"], t["feasible"]) for t in search["trials"] if t["value"] is not None]
+    if told:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.scatter([t[0] for t in told], [t[1] for t in told], c=["C0" if t[3] else "C7" for t in told], s=18, label="trial")
+        best_so_far, running = [], None
+        for number, value, badness, feasible in told:
+            if feasible and (running is None or badness < running[1]):
+                running = (value, badness)
+            best_so_far.append((number, running[0] if running else None))
+        shown = [(n, v) for n, v in best_so_far if v is not None]
+        ax.step([n for n, _ in shown], [v for _, v in shown], where="post", color="C3", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(text(search["objective"]), fontsize=8)
+        legend(ax)
+        page.figure(png_bytes(fig), "The objective of each trial (grey: infeasible) and the best so far")
 
 
 def _tradeoff(page: Page, results: dict[str, Any]) -> None:

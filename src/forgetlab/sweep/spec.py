@@ -86,6 +86,42 @@ class RandomSpec(Spec):
         return [{key: dist.draw(rng) for key, dist in self.space.items()} for _ in range(self.samples)]
 
 
+class Bound(Spec):
+    """A constraint on a summary number of each trial's run: at most ``max`` and/or at least ``min``."""
+
+    key: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> "Bound":
+        if self.max is None and self.min is None:
+            raise ValueError(f"{self.key}: give max, min or both")
+        return self
+
+    def violation(self, value: float | None) -> float:
+        """How far ``value`` is outside the bounds (0 inside; a missing value violates by 1)."""
+        if value is None:
+            return 1.0
+        return max(0.0, value - self.max if self.max is not None else 0.0, self.min - value if self.min is not None else 0.0)
+
+
+class SearchSpec(Spec):
+    """An Optuna search: ``trials`` runs, ``parallel`` at a time, each a point of ``space`` chosen from the results
+    so far (TPE, or random), minimising the objective's badness (its direction from the metric registry unless
+    ``direction`` says). Trials that break a constraint are infeasible for the sampler. Seeded: a rerun asks the
+    same points again, finds their runs finished, and goes on where it stopped."""
+
+    objective: str = Field(description="a summary key of each trial's run, e.g. selected.forget_loss")
+    direction: Literal["minimize", "maximize"] | None = Field(None, description="default: from the metric registry")
+    trials: int = Field(ge=1)
+    parallel: int = Field(1, ge=1, description="trials run at once (each batch is chosen before it runs)")
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = Field(0, ge=0)
+    space: dict[str, Distribution] = Field(min_length=1)
+    constraints: list[Bound] = Field(default_factory=list)
+
+
 class RaySpec(Spec):
     """The Ray backend: an existing cluster's address (None: a local Ray instance) and GPUs per cell."""
 
@@ -120,6 +156,7 @@ class SweepSpec(Spec):
     zip: dict[str, list[Any]] = Field(default_factory=dict)
     cells: list[Assignment] = Field(default_factory=list)
     random: RandomSpec | None = None
+    search: SearchSpec | None = None
     cpu_threads: int | None = Field(None, ge=1, description="torch threads of every cell (default: the base's, else 1)")
     metrics: list[str] = Field(default_factory=list, description="summary keys shown (default: the experiment's)")
     backend: Backend = "local"
@@ -143,6 +180,8 @@ class SweepSpec(Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
+        if self.search is not None and (self.grid or self.zip or self.cells or self.random):
+            raise ValueError("search: runs its own trials; it cannot be combined with grid, zip, cells or random")
         lengths = {key: len(values) for key, values in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError("zip: the lists must be equally long, got " + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
@@ -164,7 +203,8 @@ class SweepSpec(Spec):
 
     def axes(self) -> list[str]:
         """The keys that vary, in order."""
-        keys = [*self.grid, *self.zip, *(k for cell in self.cells for k in cell), *(self.random.space if self.random else {})]
+        keys = [*self.grid, *self.zip, *(k for cell in self.cells for k in cell), *(self.random.space if self.random else {}),
+                *(self.search.space if self.search else {})]
         return list(dict.fromkeys(keys))
 
 

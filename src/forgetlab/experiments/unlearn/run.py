@@ -26,7 +26,7 @@ from forgetlab.experiments.unlearn.report import UNLEARN_SECTIONS
 from forgetlab.report.robustness import robustness
 from forgetlab.experiments.robustness import check_attacks, run_attacks
 from forgetlab.experiments.unlearn.robustness import RELEARN_SETS, Robustness
-from forgetlab.experiments.unlearn.summary import summarize, timings
+from forgetlab.experiments.unlearn.summary import summarize, summary_metric, timings
 from forgetlab.identity import RESULTS_VERSION
 from forgetlab.methods import METHODS, Method
 from forgetlab.methods.base import check_options
@@ -306,6 +306,9 @@ class Unlearn(Experiment):
     sweep_metrics = ("selected_step", "selected.forget_loss", "selected.utility_loss", "selected.mia_loss_auc")
     #: forgetting (forget-set loss, which should rise) against utility (utility-set loss, which should not)
     tradeoff = (("selected.forget_loss", "higher"), ("selected.utility_loss", "lower"))
+
+    def badness(self, key: str, value: float) -> float:
+        return objective_badness(summary_metric(key), value)
 
     def validate(self, config: UnlearnConfig) -> None:
         try:

@@ -22,6 +22,21 @@ HEADLINE = {
 }
 
 
+def summary_metric(key: str) -> str:
+    """The metric (``<set>/<name>``) behind a summary key: ``selected.forget_loss`` → ``forget/loss``,
+    ``metrics.final.mia/loss_auc`` → ``mia/loss_auc``; KeyError for any other key."""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in EVALUATIONS and parts[1] in HEADLINE:
+        return HEADLINE[parts[1]]
+    if len(parts) == 3 and parts[0] == "metrics" and parts[1] in EVALUATIONS and "/" in parts[2]:
+        return parts[2]
+    raise KeyError(f"{key}: not a metric of an unlearn summary (e.g. selected.forget_loss or metrics.selected.forget/loss)")
+
+
+#: The evaluations a summary shows: before unlearning, after it, and at the selected step.
+EVALUATIONS = ("start", "final", "selected")
+
+
 def headline(metrics: dict[str, float] | None) -> dict[str, float] | None:
     """The few numbers of a results table, from one evaluation's flat metrics (keys that exist)."""
     if metrics is None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import abc
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from forgetlab.config import ConfigError
 
 from forgetlab.sweep.plan import Cell
 from forgetlab.sweep.spec import SweepSpec
@@ -53,8 +57,8 @@ class Backend(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, cells: list[Cell]) -> "Backend":
-        """The backend a sweep file asks for; ``folder`` is the sweep's, ``cells`` all it may start."""
+    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, threads: int) -> "Backend":
+        """The backend a sweep file asks for; ``folder`` is the sweep's, ``threads`` the most torch threads a cell pins."""
 
     @abc.abstractmethod
     def capacity(self) -> int:
@@ -69,6 +73,14 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release what the backend holds (a local Ray instance, ...)."""
+
+
+def require(module: str, extra: str, who: str) -> Any:
+    """Import an optional package; ConfigError naming the extra that installs it when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{who}: {module} is not installed; pip install 'forgetlab[{extra}]'") from None
 
 
 def last_progress(path: Path, size: int = 4096) -> str:

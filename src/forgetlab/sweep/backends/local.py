@@ -48,17 +48,16 @@ class LocalJob(Job):
 class LocalBackend(Backend):
     """Worker processes on this machine."""
 
-    def __init__(self, folder: Path, runs_dir: Path, workers: int | None, cells: list[Cell]) -> None:
+    def __init__(self, folder: Path, runs_dir: Path, workers: int | None, threads: int) -> None:
         self.folder, self.runs_dir = folder, runs_dir
         self.gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        threads = max((c.config.cpu_threads or 1 for c in cells), default=1)
         default = len(self.gpus) if self.gpus else max(1, budget(None) // threads)
         self.workers = min(workers or default, len(self.gpus)) if self.gpus else workers or default
         self.free_gpus = list(self.gpus)
 
     @classmethod
-    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, cells: list[Cell]) -> "LocalBackend":
-        return cls(folder, runs_dir, spec.workers, cells)
+    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, threads: int) -> "LocalBackend":
+        return cls(folder, runs_dir, spec.workers, threads)
 
     def capacity(self) -> int:
         return self.workers

@@ -8,19 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetlab.config import ConfigError
-from forgetlab.sweep.backends.base import Backend, Job, Outcome
+from forgetlab.sweep.backends.base import Backend, Job, Outcome, require
 from forgetlab.sweep.cell import run_cell
 from forgetlab.sweep.plan import Cell
 from forgetlab.sweep.spec import RaySpec, SweepSpec
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("backend ray: Ray is not installed; pip install 'forgetlab[ray]'") from None
-    return ray
 
 
 class RayJob(Job):
@@ -54,7 +45,7 @@ class RayBackend(Backend):
     extra = "ray"
 
     def __init__(self, settings: RaySpec, runs_dir: Path, retries: int) -> None:
-        self.ray = import_ray()
+        self.ray = require("ray", "ray", "backend ray")
         self.runs_dir, self.settings = str(Path(runs_dir).resolve()), settings
         self.started_here = not self.ray.is_initialized()
         if self.started_here:
@@ -62,7 +53,7 @@ class RayBackend(Backend):
         self.task, self.retries = self.ray.remote(run_cell), retries
 
     @classmethod
-    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, cells: list[Cell]) -> "RayBackend":
+    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, threads: int) -> "RayBackend":
         return cls(spec.ray, runs_dir, spec.retries)
 
     def capacity(self) -> int:

@@ -7,19 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetlab.config import ConfigError
-from forgetlab.sweep.backends.base import Backend, Job, Outcome, last_progress
+from forgetlab.sweep.backends.base import Backend, Job, Outcome, last_progress, require
 from forgetlab.sweep.cell import run_cell
 from forgetlab.sweep.plan import Cell
 from forgetlab.sweep.spec import SlurmSpec, SweepSpec
-
-
-def import_submitit() -> Any:
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError("backend slurm: submitit is not installed; pip install 'forgetlab[slurm]'") from None
-    return submitit
 
 
 class SlurmJob(Job):
@@ -55,13 +46,13 @@ class SlurmBackend(Backend):
     extra = "slurm"
 
     def __init__(self, settings: SlurmSpec, folder: Path, runs_dir: Path) -> None:
-        self.submitit = import_submitit()
+        self.submitit = require("submitit", "slurm", "backend slurm")
         self.runs_dir = str(Path(runs_dir).resolve())
         self.executor = self.submitit.AutoExecutor(folder=settings.folder or folder / "slurm", cluster=settings.cluster)
         self.settings = settings
 
     @classmethod
-    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, cells: list[Cell]) -> "SlurmBackend":
+    def from_spec(cls, spec: SweepSpec, folder: Path, runs_dir: Path, threads: int) -> "SlurmBackend":
         return cls(spec.slurm, folder, runs_dir)
 
     def capacity(self) -> int:

@@ -1,0 +1,70 @@
+"""The sweep report: every group's mean and interval with its place in results.json, every cell linked to its
+run, the plots a sweep's shape calls for (metric against each varied axis, a heat-map for two axes, the trade-off
+front, a search's trials)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from forgetlab.sweep.aggregate import group_cells, pareto_front
+from forgetlab.sweep.report import write_sweep_report
+
+
+def sweep_results(search: bool = True) -> dict:
+    """A 2 methods × 2 learning rates × 2 seeds sweep's results, as :func:`forgetlab.sweep.results.collect` makes them."""
+    cells = []
+    for method in ("gradient_ascent", "npo"):
+        for lr in (0.001, 0.01):
+            for seed in (0, 1):
+                forget = 2.0 + 10 * lr + 0.1 * seed + (0.5 if method == "npo" else 0.0)
+                cells.append({"run": f"u-{method[:3]}{lr}{seed}", "label": f"forget.method={method} forget.lr={lr} seed={seed}",
+                              "axes": {"forget.method": method, "forget.lr": lr, "seed": seed}, "seed": seed,
+                              "status": "finished", "message": None,
+                              "values": {"selected.forget_loss": forget, "selected.utility_loss": 2.5 + lr}})
+    cells.append(dict(cells[0], run="u-failed", status="failed", message="ValueError: bad", values={}))
+    axes = ["forget.method", "forget.lr", "seed"]
+    points = [(c["values"]["selected.forget_loss"], c["values"]["selected.utility_loss"]) for c in cells[:8]]
+    front = pareto_front(points, ("higher", "lower"))
+    results = {
+        "sweep": "demo-0123456789ab", "name": "demo", "experiment": "unlearn", "axes": axes,
+        "metrics": ["selected.*"], "counts": {"finished": 8, "failed": 1, "blocked": 0, "waiting": 0}, "cells": cells,
+        "groups": group_cells(cells[:8], axes),
+        "tradeoff": {"x": {"key": "selected.forget_loss", "better": "higher"}, "y": {"key": "selected.utility_loss", "better": "lower"},
+                     "points": [{"run": c["run"], "label": c["label"], "x": p[0], "y": p[1], "front": i in front}
+                                for i, (c, p) in enumerate(zip(cells, points))]},
+        "search": None,
+    }
+    if search:
+        trials = [{"number": i, "params": {"forget.lr": 10 ** -(i + 2)}, "run": f"t-{i}", "value": 2.0 + i,
+                   "badness": -(2.0 + i), "feasible": i != 2, "status": "finished"} for i in range(3)]
+        results["search"] = {"objective": "selected.forget_loss", "direction": "from the metric registry", "sampler": "tpe",
+                             "trials": trials, "best": trials[1]}
+    return results
+
+
+def test_the_report_shows_every_group_cell_and_figure(tmp_path):
+    results = sweep_results()
+    html = write_sweep_report(tmp_path, results).read_text()
+    embedded = json.loads(re.search(r'<script type="application/json" id="summary">(.*?)</script>', html, re.S).group(1))
+    assert embedded == json.loads(json.dumps(results))
+    group = results["groups"][1]  # gradient_ascent at lr 0.01: seeds 0 and 1
+    mean = group["metrics"]["selected.forget_loss"]["mean"]
+    assert mean == pytest.approx(2.15, abs=1e-12)  # (2.0 + 0.1 + 0) and (2.0 + 0.1 + 0.1), averaged
+    assert f'data-key="groups.1.metrics.selected\\.forget_loss.mean" data-value="{json.dumps(mean)}"' in html
+    assert 'data-key="groups.1.metrics.selected\\.forget_loss.ci.0"' in html
+    assert html.count('href="../../u-') == 9 and "ValueError: bad" in html
+    # 2 varied axes × 2 metrics, 2 heat-maps, the trade-off and the search: 8 figures
+    assert html.count("<img ") == 8
+    assert "Forgetting against utility" in html and "best" in html
+
+
+def test_without_a_search_or_a_second_axis_there_are_fewer_figures(tmp_path):
+    results = sweep_results(search=False)
+    results["tradeoff"] = None
+    one_axis = [dict(c, axes={k: v for k, v in c["axes"].items() if k != "forget.lr"}) for c in results["cells"][:8:2]]
+    results.update(axes=["forget.method", "seed"], cells=one_axis, groups=group_cells(one_axis, ["forget.method", "seed"]))
+    html = write_sweep_report(tmp_path, results).read_text()
+    assert html.count("<img ") == 2  # each metric against the method; no heat-map, trade-off or search
