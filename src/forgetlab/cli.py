@@ -210,7 +210,7 @@ class _SweepProgress:
         line = state.line(self.name)
         if self.live is not None:
             running = [f"  {job.cell.label}: {job.progress()[-90:]}" for job in state.jobs.values()]
-            self.live.update(Text("\n".join([line, *running])))
+            self.live.update(Text("\n".join([line, *running]), no_wrap=True, overflow="ellipsis"))
             return
         counts = line.split(" · ")[0]
         if counts != self.last:
