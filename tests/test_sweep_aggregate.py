@@ -30,6 +30,15 @@ def test_mean_ci_is_the_percentile_bootstrap_of_the_mean_over_seeds():
     assert mean_with_ci([0.4]) == {"mean": 0.4, "std": None, "ci": None, "n": 1, "values": [0.4]}
 
 
+def test_with_more_seeds_the_interval_is_of_the_mean_not_just_the_range():
+    values = [0.1, 0.15, 0.3, 0.35, 0.8, 0.95]  # with 3 seeds the 2.5 % tails are the extremes, whatever the statistic
+    rng = np.random.default_rng(0)
+    means = np.asarray(values)[rng.integers(0, 6, size=(10_000, 6))].mean(axis=1)
+    found = mean_with_ci(values)["ci"]
+    assert found == pytest.approx(list(np.quantile(means, [0.025, 0.975])), abs=1e-12)
+    assert min(values) < found[0] < found[1] < max(values)
+
+
 def test_groups_pool_seeds_and_keep_conditions_apart():
     cells = [{"run": f"r{m}{s}", "axes": {"method": m, "seed": s}, "values": {"x": float(10 * (m == "b") + s)}}
              for m in ("a", "b") for s in (0, 1, 2)]

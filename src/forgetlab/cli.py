@@ -231,16 +231,17 @@ def _print_groups(results: dict) -> None:
     groups = results.get("groups") or []
     if not groups:
         return
-    conditions = [a for a in results["axes"] if a != "seed"]
-    metrics = list(dict.fromkeys(k for g in groups for k in g["metrics"]))
+    from forgetlab.sweep.aggregate import condition_axes, group_metrics
+
+    axes, metrics = condition_axes(results["axes"]), group_metrics(groups)
     if not metrics:
         return
     table = Table(title=f"sweep {results['sweep']}: mean over seeds [95 % bootstrap interval]", box=box.SIMPLE_HEAD, padding=(0, 1))
-    for column in [*conditions, "n", *metrics]:
+    for column in [*axes, "n", *metrics]:
         table.add_column(column, overflow="fold")
     for group in groups:
         found = group["metrics"]
-        cells = [_fmt(group["axes"][a]) for a in conditions] + [str(len(group["runs"]))]
+        cells = [_fmt(group["axes"][a]) for a in axes] + [str(len(group["runs"]))]
         cells += [_mean_ci(found[m]) if m in found else "—" for m in metrics]
         table.add_row(*cells)
     out.print(table)

@@ -58,7 +58,7 @@ class Experiment(abc.ABC):
     #: The experiment's parts of the report, between the generic header and the summary values, config and
     #: versions (see :mod:`forgetlab.report.context`); ``forgetlab report RUN`` redraws them from the run's files.
     report_sections: tuple[Section, ...] = ()
-    #: Summary keys a sweep's table and plots show by default (dotted; ``*`` matches one name, e.g. a task).
+    #: Summary keys a sweep's table and plots show by default (dotted; ``*`` matches any run of characters, e.g. a task).
     sweep_metrics: tuple[str, ...] = ()
     #: For a forget-vs-keep trade-off plot: (summary key, better direction) of a forgetting number and of a
     #: utility number, or None when the experiment has no such pair.

@@ -10,11 +10,11 @@ Modules in the order of the flow: :mod:`.spec` (the sweep file), :mod:`.plan` (i
 from __future__ import annotations
 
 import json
-
-import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from forgetlab.config import apply_overrides
 from forgetlab.store import RunStore, atomic_write_json
@@ -67,12 +67,11 @@ def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], No
         if sweep.spec.search is None:
             state, found = Scheduler(sweep, store, backend, sweep.spec.retries, show).run(), None
         else:
-            search = Search(sweep.spec, sweep.base, sweep.origin, store, backend, show)
-            found = search.run()
-            sweep, state = search.plan, search.state
+            search = Search(sweep, store, backend, show)
+            found, state = search.run(), search.state
+            atomic_write_json(folder / "plan.json", plan_record(sweep))  # a search's cells are known now
     finally:
         backend.close()
-    atomic_write_json(folder / "plan.json", plan_record(sweep))  # a search's cells are known now
     results = dict(collect(sweep, state, store), search=found)
     atomic_write_json(folder / "results.json", results)
     write_sweep_report(folder, results)

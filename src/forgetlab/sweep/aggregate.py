@@ -37,6 +37,16 @@ def chosen(values: dict[str, float], patterns: Iterable[str]) -> dict[str, float
     return picked
 
 
+def condition_axes(axes: list[str]) -> list[str]:
+    """The axes that are conditions, not repetitions: all but the seed."""
+    return [a for a in axes if a != SEED_AXIS]
+
+
+def group_metrics(groups: list[dict[str, Any]]) -> list[str]:
+    """The metrics any group has a mean of, in first-seen order."""
+    return list(dict.fromkeys(key for group in groups for key in group["metrics"]))
+
+
 def metric_keys(cells: list[dict[str, Any]]) -> list[str]:
     """The keys shown: those any cell has, in first-seen order."""
     return list(dict.fromkeys(key for cell in cells for key in cell["values"]))
@@ -57,10 +67,10 @@ def mean_with_ci(values: list[float], seed: int = 0) -> dict[str, Any]:
 
 def group_cells(cells: list[dict[str, Any]], axes: list[str]) -> list[dict[str, Any]]:
     """Cells grouped by every axis but the seed; per group and shown metric, :func:`mean_with_ci` over its cells."""
-    conditions = [a for a in axes if a != SEED_AXIS]
+    names = condition_axes(axes)
     groups: dict[str, dict[str, Any]] = {}
     for cell in cells:
-        condition = {a: cell["axes"].get(a) for a in conditions}
+        condition = {a: cell["axes"].get(a) for a in names}
         key = repr(sorted(condition.items(), key=lambda kv: kv[0]))
         group = groups.setdefault(key, {"axes": condition, "runs": [], "seeds": [], "cells": []})
         group["runs"].append(cell["run"])

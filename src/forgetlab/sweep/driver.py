@@ -16,9 +16,6 @@ from forgetlab.store import RunStore
 from forgetlab.sweep.backends import Backend, Job
 from forgetlab.sweep.plan import Cell, Plan
 
-STATUSES = ("finished", "running", "failed", "blocked", "waiting")
-
-
 @dataclass
 class CellState:
     """Where one cell stands in this sweep."""

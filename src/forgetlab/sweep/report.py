@@ -13,7 +13,7 @@ import numpy as np
 from forgetlab.report.page import Page, document, esc
 from forgetlab.report.plots import legend, number, plt, png_bytes, text
 from forgetlab.store import atomic_write_text
-from forgetlab.sweep.aggregate import SEED_AXIS
+from forgetlab.sweep.aggregate import condition_axes, group_metrics
 
 MAX_PLOTTED_METRICS = 6
 
@@ -35,17 +35,9 @@ def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
     return path
 
 
-def _conditions(results: dict[str, Any]) -> list[str]:
-    return [a for a in results["axes"] if a != SEED_AXIS]
-
-
-def _metrics(results: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys(k for g in results["groups"] for k in g["metrics"]))
-
-
 def _groups(page: Page, results: dict[str, Any]) -> None:
     page.section("groups", "Mean over seeds [bootstrap 95 % interval]")
-    conditions, metrics = _conditions(results), _metrics(results)
+    conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
     rows = []
     for i, group in enumerate(results["groups"]):
         cells = [page.value(["groups", i, "axes", a]) for a in conditions] + [esc(len(group["runs"]))]
@@ -57,7 +49,7 @@ def _groups(page: Page, results: dict[str, Any]) -> None:
 
 def _cells(page: Page, results: dict[str, Any]) -> None:
     page.section("cells", "Every cell")
-    metrics = _metrics(results)
+    metrics = group_metrics(results["groups"])
     rows = []
     for i, cell in enumerate(results["cells"]):
         link = f'<a href="../../{esc(cell["run"])}/report.html">{esc(cell["run"])}</a>'
@@ -67,7 +59,7 @@ def _cells(page: Page, results: dict[str, Any]) -> None:
 
 
 def _plots(page: Page, results: dict[str, Any]) -> None:
-    conditions, metrics = _conditions(results), _metrics(results)[:MAX_PLOTTED_METRICS]
+    conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])[:MAX_PLOTTED_METRICS]
     varied = [a for a in conditions if len({repr(g["axes"][a]) for g in results["groups"]}) > 1]
     if not varied or not metrics:
         return

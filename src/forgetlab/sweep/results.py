@@ -17,7 +17,8 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     experiments = {c.config.experiment for c in plan.top_cells}
     experiment = EXPERIMENTS.get(next(iter(experiments))) if len(experiments) == 1 else None
     patterns = plan.spec.metrics or (list(experiment.sweep_metrics) if experiment else [])
-    cells = [_cell(cell_state, store, patterns) for cell_state in (state.cells[c.key] for c in plan.top_cells)]
+    found = [_cell(state.cells[c.key], store, patterns) for c in plan.top_cells]
+    cells, values = [record for record, _ in found], [numbers for _, numbers in found]
     axes = plan.spec.axes()
     results: dict[str, Any] = {
         "sweep": plan.id,
@@ -28,19 +29,18 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
         "counts": {status: state.count(status) for status in ("finished", "failed", "blocked", "waiting")},
         "cells": cells,
         "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
-        "tradeoff": _tradeoff(experiment, cells) if experiment and experiment.tradeoff else None,
+        "tradeoff": _tradeoff(experiment, cells, values) if experiment and experiment.tradeoff else None,
     }
-    for cell in cells:
-        del cell["all"]  # every number of every cell is in its run's summary.json
     return results
 
 
-def _cell(state: Any, store: RunStore, patterns: list[str]) -> dict[str, Any]:
+def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """A cell's record (with the numbers shown) and every number of its run's summary."""
     cell = state.cell
     run = store.get(cell.key)
     summary = (run.summary() if run is not None and run.finished else None) or {}
     values = flatten(summary)
-    return {
+    record = {
         "run": cell.key,
         "label": cell.label,
         "axes": cell.axes,
@@ -48,15 +48,15 @@ def _cell(state: Any, store: RunStore, patterns: list[str]) -> dict[str, Any]:
         "status": state.status,
         "message": state.message or None,
         "values": chosen(values, patterns) if patterns else values,
-        "all": values,
     }
+    return record, values
 
 
-def _tradeoff(experiment: Any, cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _tradeoff(experiment: Any, cells: list[dict[str, Any]], values: list[dict[str, float]]) -> dict[str, Any] | None:
     """Forgetting against utility per finished cell, and which cells are on the front (no other beats both)."""
     (x_key, x_better), (y_key, y_better) = experiment.tradeoff
-    points = [(c["run"], c["label"], c["all"][x_key], c["all"][y_key]) for c in cells
-              if c["status"] == "finished" and x_key in c["all"] and y_key in c["all"]]
+    points = [(c["run"], c["label"], v[x_key], v[y_key]) for c, v in zip(cells, values)
+              if c["status"] == "finished" and x_key in v and y_key in v]
     if not points:
         return None
     front = pareto_front([(p[2], p[3]) for p in points], (x_better, y_better))

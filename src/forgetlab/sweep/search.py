@@ -63,15 +63,14 @@ def suggest(trial: Any, key: str, dist: Distribution) -> Any:
 
 
 class Search:
-    """Runs a search's trials on ``backend``; :attr:`plan` and :attr:`state` grow with every batch."""
+    """Runs the trials of a search's plan (:func:`forgetlab.sweep.prepare_sweep`) on ``backend``; the plan's cells
+    and :attr:`state` grow with every batch."""
 
-    def __init__(self, spec: SweepSpec, base: dict[str, Any], origin: str, store: RunStore, backend: Backend,
-                 show: Callable[[SweepState], None]) -> None:
-        assert spec.search is not None
-        self.spec, self.search, self.base, self.origin = spec, spec.search, base, origin
+    def __init__(self, sweep: Plan, store: RunStore, backend: Backend, show: Callable[[SweepState], None]) -> None:
+        assert sweep.spec.search is not None
+        self.plan, self.spec, self.search = sweep, sweep.spec, sweep.spec.search
         self.store, self.backend, self.show = store, backend, show
-        self.badness = badness_of(self.search, str(base.get("experiment")))
-        self.plan = Plan(spec, [], identity=search_identity(spec, base))
+        self.badness = badness_of(self.search, str(sweep.base.get("experiment")))
         self.state = SweepState({}, backend.capacity(), total=self.search.trials)
         self.trials: list[dict[str, Any]] = []
 
@@ -82,7 +81,7 @@ class Search:
         while len(self.trials) < self.search.trials:
             asked = [study.ask() for _ in range(min(self.search.parallel, self.search.trials - len(self.trials)))]
             points = [{key: suggest(trial, key, dist) for key, dist in self.search.space.items()} for trial in asked]
-            batch = plan(self.spec, self.base, self.origin, points, repeats=True)
+            batch = plan(self.spec, self.plan.base, self.plan.origin, points, repeats=True)
             self._merge(batch)
             Scheduler(batch, self.store, self.backend, self.spec.retries, self.show, state=self.state).run()
             for trial, point in zip(asked, points):

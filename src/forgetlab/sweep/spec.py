@@ -143,7 +143,7 @@ class SlurmSpec(Spec):
         None, description="None: Slurm when sbatch is present; local runs the same jobs as local processes (tests)")
 
 
-Backend = Literal["local", "ray", "slurm"]
+BackendName = Literal["local", "ray", "slurm"]
 
 
 class SweepSpec(Spec):
@@ -159,7 +159,7 @@ class SweepSpec(Spec):
     search: SearchSpec | None = None
     cpu_threads: int | None = Field(None, ge=1, description="torch threads of every cell (default: the base's, else 1)")
     metrics: list[str] = Field(default_factory=list, description="summary keys shown (default: the experiment's)")
-    backend: Backend = "local"
+    backend: BackendName = "local"
     workers: int | None = Field(None, ge=1, description="local backend: cells at once (default: CPUs // cpu_threads)")
     retries: int = Field(1, ge=0, description="a cell whose worker died (killed, node lost) is started again this often")
     ray: RaySpec = Field(default_factory=RaySpec)

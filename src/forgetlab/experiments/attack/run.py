@@ -84,7 +84,6 @@ class AttackRun(Experiment):
     """The ``attack`` experiment."""
 
     config = AttackRunConfig
-    writes_report = True
 
     @property
     def report_sections(self) -> tuple[Section, ...]:

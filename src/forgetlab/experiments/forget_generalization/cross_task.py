@@ -46,7 +46,6 @@ class CrossTask(Experiment):
     """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
 
     config = CrossTaskConfig
-    writes_report = True
     report_sections = CROSS_TASK_SECTIONS  # its Study A run's trajectories included
     sweep_metrics = ("crosstask.forget_ratio.*",)
 

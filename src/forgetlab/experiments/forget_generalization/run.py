@@ -43,7 +43,6 @@ class ForgetGeneralization(Experiment):
     """The Study A recipe."""
 
     config = ForgetGeneralizationConfig
-    writes_report = True
     report_sections = STUDY_A_SECTIONS
     sweep_metrics = ("tasks.*.acc_finetuned", "tasks.*.acc_forget_test", "tasks.*.forget_ratio")
 

@@ -306,7 +306,6 @@ class IdVsOod(Experiment):
     """The ``id_vs_ood`` experiment: Study B (Baluta et al. 2024)."""
 
     config = IdVsOodConfig
-    writes_report = True
     report_sections = ID_VS_OOD_SECTIONS
     sweep_metrics = ("groups.*.steps_to_unlearn", "groups.*.relexp_change_after")
 

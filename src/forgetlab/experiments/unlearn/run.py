@@ -301,7 +301,6 @@ class Unlearn(Experiment):
     """The generic unlearning recipe."""
 
     config = UnlearnConfig
-    writes_report = True
     report_sections = UNLEARN_SECTIONS
     sweep_metrics = ("selected_step", "selected.forget_loss", "selected.utility_loss", "selected.mia_loss_auc")
     #: forgetting (forget-set loss, which should rise) against utility (utility-set loss, which should not)

@@ -22,6 +22,10 @@ HEADLINE = {
 }
 
 
+#: The evaluations a summary shows: before unlearning, after it, and at the selected step.
+EVALUATIONS = ("start", "final", "selected")
+
+
 def summary_metric(key: str) -> str:
     """The metric (``<set>/<name>``) behind a summary key: ``selected.forget_loss`` → ``forget/loss``,
     ``metrics.final.mia/loss_auc`` → ``mia/loss_auc``; KeyError for any other key."""
@@ -31,10 +35,6 @@ def summary_metric(key: str) -> str:
     if len(parts) == 3 and parts[0] == "metrics" and parts[1] in EVALUATIONS and "/" in parts[2]:
         return parts[2]
     raise KeyError(f"{key}: not a metric of an unlearn summary (e.g. selected.forget_loss or metrics.selected.forget/loss)")
-
-
-#: The evaluations a summary shows: before unlearning, after it, and at the selected step.
-EVALUATIONS = ("start", "final", "selected")
 
 
 def headline(metrics: dict[str, float] | None) -> dict[str, float] | None:
