@@ -59,7 +59,8 @@ def open_text(path: str | Path, *, newline: str | None = None) -> io.StringIO:
 
 
 def read_jsonl(path: Path) -> list[Record]:
-    """Rows of a JSON-lines file (blank lines skipped); origin ``"<path> line <n>"``."""
+    """Rows of a JSON-lines file (blank lines skipped): one object per line, or one array of objects per line
+    (``Dataset.to_json(lines=False)`` writes those); origin ``"<path> line <n>"`` (``"... item <j>"`` in an array)."""
     records = []
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -70,9 +71,12 @@ def read_jsonl(path: Path) -> list[Record]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise data_error(origin, f"invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise data_error(origin, f"expected a JSON object, got {type(row).__name__}")
-            records.append(Record(row, origin))
+            rows = row if isinstance(row, list) else [row]  # datasets' to_json(lines=False) writes arrays in batches
+            for j, item in enumerate(rows):
+                where = f"{origin} item {j}" if rows is row else origin
+                if not isinstance(item, dict):
+                    raise data_error(where, f"expected a JSON object, got {type(item).__name__}")
+                records.append(Record(item, where))
     return records
 
 
