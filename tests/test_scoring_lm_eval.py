@@ -102,6 +102,22 @@ def test_encode_pair_smollm2_tokenizer(quiet_lm_eval):
     assert tokenizer.decode(cont) == " no" and tokenizer.decode(ctx) == "Answer:"
 
 
+def test_prompt_boundary_is_open_unlearnings_label_mask():
+    """``boundary="prompt"``: the continuation is ``encode(prompt + answer)[len(encode(prompt)):]``, OpenUnlearning's
+    labels; on a BPE tokenizer after a trailing space that drops the answer's first token (" X" merged in the whole)."""
+    _, tokenizer = smollm2()
+    prompt, answer = "Question: Who?\nAnswer: ", "X is."
+    ctx, cont = encode_pair(tokenizer, prompt, answer, boundary="prompt")
+    whole, prompt_ids = tokenizer(prompt + answer).input_ids, tokenizer(prompt).input_ids
+    assert (ctx, cont) == (prompt_ids, whole[len(prompt_ids):])
+    assert tokenizer.decode(cont) == " is." and tokenizer.decode(encode_pair(tokenizer, prompt, answer)[1]) == " X is."
+    chat = "<|im_start|>user\nWho?<|im_end|>\n<|im_start|>assistant\n"
+    ctx, cont = encode_pair(tokenizer, chat, "X is.<|im_end|>\n", boundary="prompt")
+    assert tokenizer.decode(ctx) == chat and tokenizer.decode(cont) == "X is.<|im_end|>\n"
+    with pytest.raises(ValueError, match="boundary must be"):
+        encode_pair(tokenizer, chat, "x", boundary="left")
+
+
 def test_loglikelihood_equals_lm_eval_tiny(tiny, quiet_lm_eval):
     model, tokenizer = tiny
     requests = [r for r in TRICKY if r[0].strip() or r[0] == ""] + [

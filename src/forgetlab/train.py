@@ -32,6 +32,7 @@ from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
 from forgetlab.models import accepts_custom_masks
 from forgetlab.scoring import encode_pair, resolve_max_length
+from forgetlab.scoring.encoding import Boundary
 
 EvalFn = Callable[[int], list[dict[str, Any]]]
 
@@ -63,13 +64,14 @@ def encode_requests(
     eos_id: int | None = None,
     name: str = "",
     hint: str = "",
+    boundary: Boundary = "lm_eval",
 ) -> EncodedItem:
     """The one encoder: each (context, continuation) request tokenised exactly as the scoring engine does
-    (plus ``eos_id`` after the continuation when given); an item longer than ``max_length`` is an error
-    naming it (``name``, default ``item <id>``) and saying what to do (``hint``)."""
+    (plus ``eos_id`` after the continuation when given; ``boundary`` as the scorer's); an item longer than
+    ``max_length`` is an error naming it (``name``, default ``item <id>``) and saying what to do (``hint``)."""
     sequences, starts = [], []
     for context, continuation in requests:
-        ctx, cont = encode_pair(tokenizer, context, continuation)
+        ctx, cont = encode_pair(tokenizer, context, continuation, boundary=boundary)
         sequence = ctx + cont + ([eos_id] if eos_id is not None else [])
         if len(sequence) > max_length:
             raise ValueError(f"{name or f'item {item_id}'}: {len(sequence)} tokens, longer than the model's {max_length}{hint}")

@@ -3,7 +3,7 @@ max-length rule."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 TOKENIZER_INFINITY = 1000000000000000019884624838656  # transformers' "no limit" model_max_length
@@ -22,12 +22,22 @@ def prefix_token_id(tokenizer: Any) -> int:
     return int(token_id)
 
 
-class RequestEncoder:
-    """lm-eval's ``HFLM.tok_encode`` and ``loglikelihood`` tokenisation with default arguments."""
+#: Where a request's continuation starts. ``lm_eval``: lm-eval's ``_encode_pair`` (the context's trailing whitespace
+#: moves to the continuation); ``prompt``: after the tokens of the context as written, whitespace included
+#: (OpenUnlearning's ``preprocess_chat_instance``: labels are ``encode(prompt + answer)[len(encode(prompt)):]``).
+Boundary = Literal["lm_eval", "prompt"]
 
-    def __init__(self, tokenizer: Any, add_bos_token: bool | None = None) -> None:
+
+class RequestEncoder:
+    """lm-eval's ``HFLM.tok_encode`` and ``loglikelihood`` tokenisation with default arguments (or, with
+    ``boundary="prompt"``, the continuation starting where the context's own tokens end)."""
+
+    def __init__(self, tokenizer: Any, add_bos_token: bool | None = None, boundary: Boundary = "lm_eval") -> None:
+        if boundary not in ("lm_eval", "prompt"):
+            raise ValueError(f"boundary must be 'lm_eval' or 'prompt', got {boundary!r}")
         self.tokenizer = tokenizer
         self.add_bos_token = add_bos_token
+        self.boundary = boundary
         self.prefix_id = prefix_token_id(tokenizer)
         self.prefix_str = tokenizer.decode(self.prefix_id)
 
@@ -50,7 +60,7 @@ class RequestEncoder:
                 return cont[:1], cont[1:]
             return [self.prefix_id], cont
         n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
+        if n_spaces > 0 and self.boundary == "lm_eval":
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
         whole = self.encode(context + continuation)
@@ -59,16 +69,17 @@ class RequestEncoder:
 
 
 def encode_pair(
-    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None
+    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None = None, boundary: Boundary = "lm_eval"
 ) -> tuple[list[int], list[int]]:
     """Tokenise one loglikelihood request exactly like lm-eval 0.4.13's ``hf`` model.
 
     Trailing whitespace of the context moves to the continuation; ``whole = encode(context +
     continuation)``, ``ctx = encode(context)``, ``cont = whole[len(ctx):]``. An empty context becomes
     ``[prefix_token_id]`` (BOS, else EOS), unless the continuation already starts with that token.
-    ``add_bos_token`` is HFLM's argument of the same name (``None``: the tokenizer's default).
+    ``add_bos_token`` is HFLM's argument of the same name (``None``: the tokenizer's default); ``boundary="prompt"``
+    keeps the context's trailing whitespace in the context (see :data:`Boundary`).
     """
-    return RequestEncoder(tokenizer, add_bos_token).pair(context, continuation)
+    return RequestEncoder(tokenizer, add_bos_token, boundary).pair(context, continuation)
 
 
 def resolve_max_length(model_config: Any, tokenizer: Any = None, default: int = DEFAULT_MAX_LENGTH) -> int:

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from forgetlab.models import accepts_custom_masks, additive_mask, forward_params, logits_at, num_hidden_layers, unwrap_model
-from forgetlab.scoring.encoding import RequestEncoder, resolve_max_length
+from forgetlab.scoring.encoding import Boundary, RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class Scorer:
         progress: show a tqdm bar (rate, ETA) on the main process.
         add_bos_token: HFLM's argument of the same name (``None``: the tokenizer's default).
         prefix_sharing: run each distinct context once, its continuations as a prefix tree (4-D mask).
+        boundary: where a continuation starts (:data:`~forgetlab.scoring.encoding.Boundary`; lm-eval's rule by default).
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class Scorer:
         progress: bool = True,
         add_bos_token: bool | None = None,
         prefix_sharing: bool = True,
+        boundary: Boundary = "lm_eval",
     ) -> None:
         if on_overlong not in ("error", "truncate"):
             raise ValueError(f"on_overlong must be 'error' or 'truncate', got {on_overlong!r}")
@@ -133,7 +135,7 @@ class Scorer:
         self.on_overlong: OnOverlong = on_overlong
         self.accelerator = accelerator
         self.progress = progress
-        self.encoder = RequestEncoder(tokenizer, add_bos_token)
+        self.encoder = RequestEncoder(tokenizer, add_bos_token, boundary)
         core = unwrap_model(model)
         self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
         self._logits_to_keep = "logits_to_keep" in forward_params(core)
