@@ -262,6 +262,24 @@ def build_method(spec: ForgetMethodSpec) -> Method:
     return METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction, **spec.options)
 
 
+def checked_method(spec: ForgetMethodSpec) -> Method:
+    """The configured method, built; one error naming ``forget.method`` or ``forget.options`` for an unknown method,
+    a bad option, or a method that relabels multiple-choice items (these experiments train on (prompt, target) items)."""
+    try:
+        check_options(METHODS.get(spec.method), spec.options, "forget.options")
+        method = build_method(spec)
+    except KeyError as error:
+        raise KeyError(f"forget.method: {error.args[0]}") from None
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith("forget.options") else f"forget.options: {message}") from None
+    if method.needs_choices:
+        raise ValueError(
+            f"forget.method: {method.name} relabels multiple-choice items; this experiment trains on (prompt, target) items"
+        )
+    return method
+
+
 def trainable_pattern(spec: ForgetMethodSpec, method: Method, model: torch.nn.Module) -> tuple[str | None, str]:
     """The regex of the parameters to unlearn with (``forget.trainable`` if set, else the method's
     default; None: all) and where it came from, for error messages."""
@@ -310,18 +328,7 @@ class Unlearn(Experiment):
         return objective_badness(summary_metric(key), value)
 
     def validate(self, config: UnlearnConfig) -> None:
-        try:
-            check_options(METHODS.get(config.forget.method), config.forget.options, "forget.options")
-            method = build_method(config.forget)
-        except KeyError as error:
-            raise KeyError(f"forget.method: {error.args[0]}") from None
-        except (ValueError, TypeError) as error:
-            message = str(error)
-            raise ValueError(message if message.startswith("forget.options") else f"forget.options: {message}") from None
-        if method.needs_choices:
-            raise ValueError(
-                f"forget.method: {method.name} relabels multiple-choice items; this experiment trains on (prompt, target) items"
-            )
+        method = checked_method(config.forget)
         if method.needs_retain and config.sets.retain is None:
             raise ValueError(f"sets.retain: method {method.name} needs a retain set")
         check_trainable(config, method)
