@@ -203,6 +203,14 @@ def run_id(config: ExperimentConfig, experiment: Experiment, world_size: int = 1
     return run_id_for(config.name, run_identity(config, experiment, world_size).fingerprint)
 
 
+def finished_stage(run: Run, key: str) -> dict[str, Any]:
+    """The saved payload of stage ``key`` of another run (one this run starts from); FileNotFoundError naming it."""
+    payload = run.stage(key)
+    if payload is None:
+        raise FileNotFoundError(f"run {run.id}: no {key!r} stage")
+    return payload
+
+
 def check_models(inputs: Inputs) -> None:
     """Every model a run reads exists (alias, local checkpoint, or reachable/cached hub id) — before work starts."""
     for spec in inputs.models:

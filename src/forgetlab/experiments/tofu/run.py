@@ -10,15 +10,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from forgetlab.experiments.base import StagedRunner, run_experiment
+from forgetlab.experiments.base import StagedRunner, finished_stage, run_experiment
 from forgetlab.experiments.tofu.config import TofuConfig, TofuFinetuneConfig
 from forgetlab.experiments.tofu.data import Renderer, TofuSets, encode, load_sets, sets_from_stage, sets_to_stage
 from forgetlab.experiments.tofu.evaluate import evaluate_model, with_forget_quality
-from forgetlab.experiments.unlearn.run import build_method, restrict_trainable, trainable_pattern
+from forgetlab.experiments.unlearn.run import forget_stage
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model
 from forgetlab.scoring import resolve_max_length
-from forgetlab.store import Run
 from forgetlab.train import train_items
 
 
@@ -91,13 +90,13 @@ class TofuRunner(TofuStages):
         if config.reference == "retain_model":
             retain = run_experiment(config.part("retain"), runs_dir, command=command, accelerator=self.accelerator)
         reference = reference_ratios(retain.stage("eval") if retain else None, config.reference)
-        sets = sets_from_stage(_stage(target, "data"))
+        sets = sets_from_stage(finished_stage(target, "data"))
         self.load()
         self.model.load_state_dict(load_file(str(target.kept_weights("finetuned"))), strict=False)
         unlearned = self.stage("unlearn", lambda: self._unlearn(sets))
         self.load_weights(self.model, "unlearned")
         after = self.evaluation(sets)
-        before = _stage(target, "eval")
+        before = finished_stage(target, "eval")
         return {
             "experiment": config.experiment, "run": self.run_.id, "model": config.model.name, "method": config.forget.method,
             "options": config.forget.options, "prompt": config.data.prompt, "forget_split": config.data.forget,
@@ -105,31 +104,11 @@ class TofuRunner(TofuStages):
             "reference": config.reference, "steps": unlearned["steps"],
             "before": with_forget_quality(before, reference),
             "after": with_forget_quality(after, reference),
-            "retain_model": with_forget_quality(_stage(retain, "eval"), reference) if retain else None,
+            "retain_model": with_forget_quality(finished_stage(retain, "eval"), reference) if retain else None,
         }
 
     def _unlearn(self, sets: TofuSets) -> dict[str, Any]:
-        spec = self.config.forget
-        method = build_method(spec)
-        pattern, origin = trainable_pattern(spec, method, self.model)
-        if pattern is not None:
-            restrict_trainable(self.model, pattern, origin)
-        retain = self.encoded(sets.retain) if method.needs_retain else None
-        checkpoint = self.run_.path("stages", "unlearn-checkpoint")
-        result = train_items(
-            self.model, self.encoded(sets.forget, method), method, spec, pad_id=self.tokenizer.pad_token_id,
-            seed=self.config.seed, accelerator=self.accelerator, checkpoint_dir=checkpoint,
-            desc=f"unlearn TOFU {self.config.data.forget} ({method.name})", retain_items=retain,
-        )
-        self.save_trained(self.model, "unlearned", checkpoint=checkpoint)
-        return {"steps": result.steps, "losses": result.losses}
-
-
-def _stage(run: Run, key: str) -> dict[str, Any]:
-    payload = run.stage(key)
-    if payload is None:
-        raise FileNotFoundError(f"run {run.id}: no {key!r} stage")
-    return payload
+        return forget_stage(self, self.config.forget, self.encoded, sets.forget, sets.retain, f"unlearn TOFU {self.config.data.forget}")
 
 
 def reference_ratios(retain_eval: dict[str, Any] | None, reference: str) -> list[float]:

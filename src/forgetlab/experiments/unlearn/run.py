@@ -10,7 +10,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -260,6 +260,27 @@ def publish_learned(folder: Path, weights: Path, payload: dict[str, Any]) -> Non
 def build_method(spec: ForgetMethodSpec) -> Method:
     """The configured method with its options (unknown options raise in the constructor)."""
     return METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction, **spec.options)
+
+
+def forget_stage(
+    runner: StagedRunner, spec: ForgetMethodSpec, encode: Callable[[list[Any], Method | None], list[Any]],
+    forget: list[Any], retain: list[Any], desc: str,
+) -> dict[str, Any]:
+    """Unlearn ``forget`` from ``runner.model`` with the configured method (``retain`` items for methods that need
+    them; ``encode(items, method)`` turns items into what training reads), resumable from checkpoints; the weights
+    are kept as ``unlearned``. Payload: steps and losses."""
+    method = build_method(spec)
+    pattern, origin = trainable_pattern(spec, method, runner.model)
+    if pattern is not None:
+        restrict_trainable(runner.model, pattern, origin)
+    checkpoint = runner.run_.path("stages", "unlearn-checkpoint")
+    result = train_items(
+        runner.model, encode(forget, method), method, spec, pad_id=runner.tokenizer.pad_token_id, seed=runner.config.seed,
+        accelerator=runner.accelerator, checkpoint_dir=checkpoint, desc=f"{desc} ({method.name})",
+        retain_items=encode(retain, None) if method.needs_retain else None,
+    )
+    runner.save_trained(runner.model, "unlearned", checkpoint=checkpoint)
+    return {"steps": result.steps, "losses": result.losses}
 
 
 def checked_method(spec: ForgetMethodSpec) -> Method:
