@@ -79,6 +79,7 @@ def test_muse_runs_share_parts_and_report_privleak(stand_in: Path, tmp_path: Pat
     retrain = RunStore(runs).get(summary["runs"]["retrain"])
     auc_retrain = retrain.stage("eval")["metrics"]["privleak_auc"]
     assert summary["auc_retrain"] == auc_retrain and summary["retrain"]["privleak"] == 0.0
+    assert "MUSE: target, unlearned and retrained model" in (run.dir / "report.html").read_text()
     after = run.stage("eval")["metrics"]
     assert summary["after"]["privleak"] == privleak(after["privleak_auc"], auc_retrain)
     assert set(summary["after"]) == {"verbmem", "knowmem_forget", "knowmem_retain", "privleak_auc", "privleak"}

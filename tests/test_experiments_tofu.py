@@ -90,6 +90,9 @@ def test_tofu_runs_share_their_parts_and_compare_with_the_retain_model(shared_da
     run = run_experiment(config, runs)
     summary = run.summary()
     assert summary["retain_model"]["forget_quality"] == 1.0  # the retain model against itself
+    report = (run.dir / "report.html").read_text()
+    assert "TOFU: target, unlearned and retain model" in report and "forget_quality" in report
+    assert (run.dir / "report" / "truth_ratios.png").is_file()
     target = RunStore(runs).get(summary["runs"]["target"])
     retain_eval = RunStore(runs).get(summary["runs"]["retain"]).stage("eval")
     after = run.stage("eval")

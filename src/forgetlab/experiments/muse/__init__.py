@@ -22,6 +22,7 @@ from forgetlab.experiments.base import EXPERIMENTS, Experiment, Inputs, Part
 from forgetlab.experiments.muse.config import MuseConfig, MuseDataSpec, MuseEvalSpec, MuseFinetuneConfig, MuseFinetuneSpec
 from forgetlab.experiments.muse.data import MuseSets, chunks, data_files, holding_articles, load_sets
 from forgetlab.experiments.muse.evaluate import evaluate_model
+from forgetlab.experiments.muse.report import MUSE_SECTIONS
 from forgetlab.experiments.muse.run import FinetuneRunner, MuseRunner
 from forgetlab.experiments.unlearn.run import check_trainable, checked_method
 from forgetlab.store import Run
@@ -47,6 +48,7 @@ class Muse(Experiment):
     """Unlearning on MUSE, measured as MUSE does."""
 
     config = MuseConfig
+    report_sections = MUSE_SECTIONS
     sweep_metrics = ("after.verbmem", "after.knowmem_forget", "after.knowmem_retain", "after.privleak")
     #: forgetting (VerbMem, lower is better) against utility (retain KnowMem, higher is better)
     tradeoff = (("after.verbmem", "lower"), ("after.knowmem_retain", "higher"))

@@ -25,6 +25,7 @@ from forgetlab.experiments.base import EXPERIMENTS, Experiment, Inputs, Part
 from forgetlab.experiments.tofu.config import TofuConfig, TofuDataSpec, TofuEvalSpec, TofuFinetuneConfig, TofuFinetuneSpec
 from forgetlab.experiments.tofu.data import Renderer, TofuSets, data_files, load_sets
 from forgetlab.experiments.tofu.evaluate import evaluate_model
+from forgetlab.experiments.tofu.report import TOFU_SECTIONS
 from forgetlab.experiments.tofu.run import FinetuneRunner, TofuRunner, reference_ratios
 from forgetlab.experiments.unlearn.run import check_trainable, checked_method
 from forgetlab.metrics.registry import METRICS
@@ -48,6 +49,7 @@ class Tofu(Experiment):
     """Unlearning on TOFU, measured as TOFU does."""
 
     config = TofuConfig
+    report_sections = TOFU_SECTIONS
     sweep_metrics = ("after.forget_quality", "after.model_utility", "after.forget/probability", "after.forget/rouge_l_recall")
     #: forget quality (higher: closer to the retain model) against model utility (higher: more kept)
     tradeoff = (("after.forget_quality", "higher"), ("after.model_utility", "higher"))
