@@ -64,6 +64,8 @@ def results_of(runs: Path) -> dict[str, dict[str, Any]]:
         label = row["experiment"]
         if "forget_task" in summary:
             label += f"-{summary['forget_task']}-{summary['eval_task']}"
+        if "learn" in summary:  # a benchmark's fine-tuning parts: the target and the reference model
+            label += f"-{summary['learn']}"
         metrics = run.dir / "metrics.jsonl"
         out[label] = {"summary": normalize(summary), "metrics": normalize(list(read_jsonl(metrics))) if metrics.is_file() else []}
     return out
