@@ -11,7 +11,8 @@ import torch
 from tokenizers import processors
 
 from forgetlab.experiments import EXPERIMENTS, build_config, run_experiment
-from forgetlab.experiments.muse import MuseDataSpec, chunks, holding_articles, load_sets
+from forgetlab.data.muse import word_pieces
+from forgetlab.experiments.muse import MuseDataSpec, holding_articles, load_sets
 from forgetlab.experiments.muse.evaluate import privleak_scores
 from forgetlab.metrics.muse import privleak
 from forgetlab.models import byte_tokenizer, load_model
@@ -37,10 +38,10 @@ def tiny_config(root: Path, **change: object) -> dict:
     return config
 
 
-def test_holding_articles_and_chunks() -> None:
+def test_holding_articles_and_word_pieces() -> None:
     articles = ["alpha beta gamma", "delta epsilon", "zeta eta theta"]
     assert holding_articles(articles, ["theta", "beta", "iota", "iota"]) == ["alpha beta gamma", "zeta eta theta", "iota"]
-    pieces = chunks(["one two\nthree  four five"], 2, "forget")
+    pieces = word_pieces(["one two\nthree  four five"], 2, "forget")
     assert [(p.pair_id, p.prompt, p.target) for p in pieces] == [
         ("forget-0-0", "", "one two"), ("forget-0-1", "", "three  four"), ("forget-0-2", "", "five")]
 

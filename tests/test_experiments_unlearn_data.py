@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from forgetlab.experiments import build_config
+from forgetlab.config import ConfigError
+from forgetlab.experiments import EXPERIMENTS, build_config
 from forgetlab.experiments.unlearn import build_sets
 from tests.conftest import unlearn_raw_config
 
@@ -50,3 +51,34 @@ def test_sets_are_disjoint_seeded_slices_of_any_source(tmp_path):
     raw["sources"]["pairs"] = {"kind": "file", "path": str(bad)}
     with pytest.raises(ValueError, match="bad.jsonl line 1: expected fields 'prompt' and 'target', or 'text'"):
         build_sets(build_config(raw))
+
+
+def test_tofu_and_muse_sources_give_the_workbench_its_sets(shared_data, tmp_path):
+    """TOFU's forget01 to forget and holdout01 as non-members (OpenUnlearning's TOFU MIA setting); MUSE's raw
+    forget text in word pieces; KnowMem and VerbMem pairs."""
+    from forgetlab.data.tofu import load_tofu
+    from tests.muse_stand_in import write_muse_news
+
+    muse_root = write_muse_news(tmp_path / "muse")
+    raw = {
+        "experiment": "unlearn", "model": {"name": "tiny-llama"},
+        "sources": {
+            "forget01": {"kind": "tofu", "config": "forget01", "root": str(shared_data)},
+            "holdout01": {"kind": "tofu", "config": "holdout01", "root": str(shared_data)},
+            "muse_raw": {"kind": "muse", "subset": "raw", "split": "forget", "chunk_words": 10, "root": str(muse_root)},
+            "knowmem": {"kind": "muse", "subset": "knowmem", "split": "retain_qa", "root": str(muse_root)},
+        },
+        "sets": {"forget": {"source": "forget01", "size": 40}, "holdout": {"source": "holdout01", "size": 40},
+                 "retain": {"source": "muse_raw", "size": 12}, "utility": {"source": "knowmem", "size": 1}},
+    }
+    config = build_config(raw)
+    sets = build_sets(config)
+    first = load_tofu("forget01", root=shared_data)
+    assert {(p.prompt, p.target) for p in sets["forget"]} == {(f"Question: {i.question}\nAnswer:", f" {i.answer}") for i in first}
+    assert all(p.pair_id.startswith("holdout01-") for p in sets["holdout"])
+    assert all(p.prompt == "" and 0 < len(p.target.split()) <= 10 for p in sets["retain"])
+    assert [(p.prompt, p.target) for p in sets["utility"]] == [("Question: What did the council pass?\nAnswer:", " the budget")]
+    assert shared_data / "tofu" / "forget01.json" in EXPERIMENTS.get("unlearn").inputs(config).files
+    bad = dict(raw, sources={**raw["sources"], "knowmem": {"kind": "muse", "subset": "knowmem", "split": "forget"}})
+    with pytest.raises(ConfigError, match="MUSE knowmem has forget_qa, forget_qa_icl, retain_qa, retain_qa_icl, not 'forget'"):
+        build_config(bad)

@@ -17,11 +17,13 @@ layout, where ``retain_qa``/``retain`` are still called ``retain2_qa``/``retain2
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from forgetlab.data.records import data_error, read_text
+from forgetlab.data.types import Pair
 from forgetlab.data.tasks import resolve_data_root
 
 #: Each corpus: its folder under the data root and its Hugging Face dataset.
@@ -134,3 +136,14 @@ def _hub_rows(corpus: str, subset: str, split: str) -> tuple[list[object], str]:
     hub_path = MUSE_CORPORA[corpus][1]
     rows = datasets.load_dataset(hub_path, subset, split=split)
     return [dict(row) for row in rows], f"hub {hub_path}/{subset} split {split}"
+
+
+def word_pieces(texts: list[str], words: int, prefix: str) -> list[Pair]:
+    """Each text cut into pieces of ``words`` words (whitespace kept inside a piece), as pairs with an empty prompt
+    (``<prefix>-<text>-<piece>``): what training on raw text reads."""
+    pieces = []
+    for t, text in enumerate(texts):
+        tokens = re.findall(r"\S+\s*", text)
+        for start in range(0, len(tokens), words):
+            pieces.append(Pair(f"{prefix}-{t}-{start // words}", "", "".join(tokens[start : start + words]).rstrip()))
+    return pieces

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 
 from forgetlab.experiments.base import EXPERIMENTS, Experiment, Inputs, Part
 from forgetlab.experiments.muse.config import MuseConfig, MuseDataSpec, MuseEvalSpec, MuseFinetuneConfig, MuseFinetuneSpec
-from forgetlab.experiments.muse.data import MuseSets, chunks, data_files, holding_articles, load_sets
+from forgetlab.experiments.muse.data import MuseSets, data_files, holding_articles, load_sets
 from forgetlab.experiments.muse.evaluate import evaluate_model
 from forgetlab.experiments.muse.report import MUSE_SECTIONS
 from forgetlab.experiments.muse.run import FinetuneRunner, MuseRunner
@@ -80,5 +80,5 @@ EXPERIMENTS.register("muse")(Muse())
 
 __all__ = [
     "FinetuneRunner", "Muse", "MuseConfig", "MuseDataSpec", "MuseEvalSpec", "MuseFinetune", "MuseFinetuneConfig",
-    "MuseFinetuneSpec", "MuseRunner", "MuseSets", "chunks", "data_files", "evaluate_model", "holding_articles", "load_sets",
+    "MuseFinetuneSpec", "MuseRunner", "MuseSets", "data_files", "evaluate_model", "holding_articles", "load_sets",
 ]

@@ -3,13 +3,13 @@ and texts."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetlab.data.muse import MuseQA, MuseVerbatim, load_muse_knowmem, load_muse_texts, load_muse_verbmem, muse_input_files
-from forgetlab.data.types import Pair
+from forgetlab.data.muse import (
+    MuseQA, MuseVerbatim, load_muse_knowmem, load_muse_texts, load_muse_verbmem, muse_input_files,
+)
 from forgetlab.experiments.muse.config import MuseDataSpec
 
 
@@ -86,13 +86,3 @@ def holding_articles(articles: list[str], passages: list[str]) -> list[str]:
             chosen.add(found)
     return [articles[i] for i in sorted(chosen)] + list(dict.fromkeys(orphans))
 
-
-def chunks(texts: list[str], words: int, prefix: str) -> list[Pair]:
-    """Each text cut into pieces of ``words`` words (whitespace kept inside a piece), as pairs with an empty prompt."""
-    pieces = []
-    for t, text in enumerate(texts):
-        tokens = re.findall(r"\S+\s*", text)
-        for start in range(0, len(tokens), words):
-            piece = "".join(tokens[start : start + words]).rstrip()
-            pieces.append(Pair(f"{prefix}-{t}-{start // words}", "", piece))
-    return pieces

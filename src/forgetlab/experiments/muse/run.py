@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from forgetlab.experiments.base import StagedRunner, finished_stage, run_experiment
 from forgetlab.experiments.muse.config import MuseConfig, MuseFinetuneConfig
-from forgetlab.experiments.muse.data import MuseSets, chunks, load_sets
+from forgetlab.data.muse import word_pieces
+from forgetlab.experiments.muse.data import MuseSets, load_sets
 from forgetlab.experiments.muse.evaluate import evaluate_model, with_privleak
 from forgetlab.experiments.unlearn.data import training_items
 from forgetlab.experiments.unlearn.run import forget_stage
@@ -31,7 +32,7 @@ class MuseStages(StagedRunner):
         self.max_length = resolve_max_length(self.model.config, self.tokenizer)
 
     def pieces(self, texts: list[str], name: str) -> list[Any]:
-        return chunks(texts, self.config.data.chunk_words, name)
+        return word_pieces(texts, self.config.data.chunk_words, name)
 
     def encoded(self, items: list[Any], method: Any = None) -> list[Any]:
         return training_items(self.tokenizer, items, method, self.config.seed, self.max_length)

@@ -79,7 +79,58 @@ class TaskSource(_Source):
         return task_input_files(self.task, source=self.source, data_root=self.root, files=self.files)
 
 
-SourceSpec = Annotated[Union[InlineSource, FileSource, CorpusSource, TaskSource], Field(discriminator="kind")]
+class TofuSource(_Source):
+    """A TOFU config's question-answer pairs as ``("Question: {q}\nAnswer:", " {a}")`` (e.g. forget01 to forget,
+    holdout01 as never-trained non-members, retain90 to keep)."""
+
+    kind: Literal["tofu"]
+    config: str = "forget01"
+    source: Literal["auto", "local", "hub"] = "auto"
+    root: str | None = None
+    hub_path: str = "locuslab/TOFU"
+
+    @field_validator("config")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from forgetlab.data.tofu import TOFU_CONFIGS
+
+        if value not in TOFU_CONFIGS:
+            raise ValueError(f"unknown TOFU config {value!r}; known: {', '.join(TOFU_CONFIGS)}")
+        return value
+
+    def input_files(self) -> list[Path]:
+        from forgetlab.data.tofu import tofu_input_files
+
+        return tofu_input_files(self.config, self.source, self.root)
+
+
+class MuseSource(_Source):
+    """A MUSE split: KnowMem pairs as ``("Question: {q}\nAnswer:", " {a}")``, VerbMem ``(prompt, gt)``, privleak or raw
+    texts whole or cut into ``chunk_words``-word pieces (empty prompt)."""
+
+    kind: Literal["muse"]
+    corpus: Literal["news", "books"] = "news"
+    subset: Literal["knowmem", "verbmem", "privleak", "raw"] = "raw"
+    split: str = "forget"
+    chunk_words: int | None = Field(None, ge=1, description="texts: pieces of this many words (None: whole texts)")
+    source: Literal["auto", "local", "hub"] = "auto"
+    root: str | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> "MuseSource":
+        from forgetlab.data.muse import MUSE_SPLITS
+
+        if self.split not in MUSE_SPLITS[self.subset]:
+            raise ValueError(f"split: MUSE {self.subset} has {', '.join(MUSE_SPLITS[self.subset])}, not {self.split!r}")
+        return self
+
+    def input_files(self) -> list[Path]:
+        from forgetlab.data.muse import muse_input_files
+
+        return muse_input_files(self.corpus, self.subset, self.split, self.source, self.root)
+
+
+SourceSpec = Annotated[Union[InlineSource, FileSource, CorpusSource, TaskSource, TofuSource, MuseSource], Field(discriminator="kind")]
 
 
 class SetSpec(Spec):

@@ -8,7 +8,8 @@ from typing import Any, Callable, Sequence
 
 from forgetlab.data.types import Pair
 from forgetlab.experiments.unlearn.config import (
-    ATTACK_SETS, SET_ORDER, CorpusSource, FileSource, InlineSource, SourceSpec, TaskSource, UnlearnConfig,
+    ATTACK_SETS, SET_ORDER, CorpusSource, FileSource, InlineSource, MuseSource, SourceSpec, TaskSource, TofuSource,
+    UnlearnConfig,
 )
 from forgetlab.methods import Method
 from forgetlab.train import EncodedItem, encode_requests
@@ -66,9 +67,33 @@ def _task_items(spec: TaskSource, need: int, seed: int) -> list[Pair | None]:
     return [Pair(f"{spec.task}-{d.doc_id}", *d.request(d.gold)) for d in prepared.finetune]
 
 
+def _tofu_items(spec: TofuSource, need: int, seed: int) -> list[Pair | None]:
+    from forgetlab.data.tofu import load_tofu
+
+    items = load_tofu(spec.config, source=spec.source, root=spec.root, hub_path=spec.hub_path)
+    return [Pair(i.item_id, f"Question: {i.question}\nAnswer:", f" {i.answer}") for i in items]
+
+
+def _muse_items(spec: MuseSource, need: int, seed: int) -> list[Pair | None]:
+    from forgetlab.data.muse import load_muse_knowmem, load_muse_texts, load_muse_verbmem, word_pieces
+
+    where = {"source": spec.source, "root": spec.root}
+    name = f"muse-{spec.subset}-{spec.split}"
+    if spec.subset == "knowmem":
+        rows = load_muse_knowmem(spec.corpus, spec.split, **where)
+        return [Pair(f"{name}-{k}", f"Question: {q.question}\nAnswer:", f" {q.answer}") for k, q in enumerate(rows)]
+    if spec.subset == "verbmem":
+        return [Pair(f"{name}-{k}", v.prompt, v.gt) for k, v in enumerate(load_muse_verbmem(spec.corpus, **where))]
+    texts = load_muse_texts(spec.corpus, spec.subset, spec.split, **where)
+    if spec.chunk_words is None:
+        return [Pair(f"{name}-{k}", "", text) for k, text in enumerate(texts)]
+    return list(word_pieces(texts, spec.chunk_words, name))
+
+
 #: Each source kind's items, from its spec, how many items the sets need of it, and the seed.
 SOURCE_ITEMS: dict[str, Callable[[Any, int, int], list[Pair | None]]] = {
     "inline": _inline_items, "file": _file_items, "corpus": _corpus_items, "task": _task_items,
+    "tofu": _tofu_items, "muse": _muse_items,
 }
 
 
