@@ -5,8 +5,8 @@ unfinished one, and inside the unlearning stage at its last checkpoint):
 
 1. ``data``: (prompt, target) items from the configured ``sources`` — local files (jsonl/json/csv/
    tsv/parquet with ``prompt``/``target`` or ``text`` fields), inline lists, the Study B corpora
-   (:mod:`forgetlab.data.corpus`), TOFU configs and MUSE splits (``kind: tofu`` / ``muse``), or Study A tasks (``load_task_docs`` + ``prepare_task``, gold
-   continuation as target) — split into the ``forget``, ``holdout`` (never-trained non-members for
+   (:mod:`forgetlab.data.corpus`), TOFU configs and MUSE splits (``kind: tofu`` / ``muse``), or Study A
+   tasks (``load_task_docs`` + ``prepare_task``, gold continuation as target) — split into the ``forget``, ``holdout`` (never-trained non-members for
    membership inference), ``retain`` and ``utility`` sets. Sets that name the same source take
    disjoint, seeded slices of it, and no item text is ever in two sets;
 2. ``learn`` (optional): fine-tune on forget ∪ retain first, so that the model knows what it must
