@@ -60,6 +60,14 @@ class MuseEvalSpec(Spec):
     )
 
 
+class MuseForgetSpec(ForgetMethodSpec):
+    """The unlearning stage: epochs over the forget text's pieces, not capped in steps."""
+
+    lr: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs when set")
+
+
 class MuseBase(ExperimentConfig):
     data: MuseDataSpec = Field(default_factory=MuseDataSpec)
     finetune: MuseFinetuneSpec = Field(default_factory=MuseFinetuneSpec)
@@ -77,7 +85,7 @@ class MuseConfig(MuseBase):
     """Unlearn the forget text from the target model; VerbMem, KnowMem and PrivLeak before and after."""
 
     experiment: Literal["muse"] = "muse"
-    forget: ForgetMethodSpec = Field(default_factory=lambda: ForgetMethodSpec(lr=1e-5, epochs=1.0, max_steps=None, batch_size=4))
+    forget: MuseForgetSpec = Field(default_factory=MuseForgetSpec)
     reference_auc: float | None = Field(
         None, gt=0, lt=1, description="PrivLeak's AUC_retrain: None (the retrained run's own) or a number (MUSE's published "
         "Llama-2 values: news 0.4772, books 0.5393)",

@@ -79,6 +79,14 @@ class TofuEvalSpec(Spec):
         return "prompt" if self.tokenization == "open_unlearning" else "lm_eval"
 
 
+class TofuForgetSpec(ForgetMethodSpec):
+    """The unlearning stage: epochs over the forget split, not capped in steps (OpenUnlearning's TOFU: lr 1e-5, 10 epochs)."""
+
+    lr: float = Field(1e-5, gt=0)
+    epochs: float = Field(10.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="overrides epochs when set")
+
+
 class TofuBase(ExperimentConfig):
     """What both TOFU experiments share: the data, the fine-tuning and the evaluation."""
 
@@ -100,7 +108,7 @@ class TofuConfig(TofuBase):
     against the retain model."""
 
     experiment: Literal["tofu"] = "tofu"
-    forget: ForgetMethodSpec = Field(default_factory=lambda: ForgetMethodSpec(lr=1e-5, epochs=5.0, max_steps=None, batch_size=8))
+    forget: TofuForgetSpec = Field(default_factory=TofuForgetSpec)
     reference: str = Field(
         "retain_model", description="the retain model's forget truth ratios: 'retain_model' (the tofu_finetune run with "
         "learn: retain, run or found in the runs directory) or a JSON file (a tofu_finetune run's tofu_eval.json, or "
