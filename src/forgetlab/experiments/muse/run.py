@@ -52,6 +52,7 @@ class FinetuneRunner(MuseStages):
         learned = self.stage("learn", lambda: self._learn(sets))
         self.load_weights(self.model, "finetuned")
         evaluation = self.evaluation(sets)
+        self.save_timings()
         return {
             "experiment": self.config.experiment, "run": self.run_.id, "model": self.config.model.name,
             "learn": self.config.learn, "corpus": self.config.data.corpus,
@@ -96,6 +97,7 @@ class MuseRunner(MuseStages):
         ))
         self.load_weights(self.model, "unlearned")
         after = self.evaluation(sets)
+        self.save_timings()
         return {
             "experiment": config.experiment, "run": self.run_.id, "model": config.model.name, "method": config.forget.method,
             "options": config.forget.options, "corpus": config.data.corpus,

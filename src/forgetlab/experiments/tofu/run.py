@@ -54,6 +54,7 @@ class FinetuneRunner(TofuStages):
         learned = self.stage("learn", lambda: self._learn(sets))
         self.load_weights(self.model, "finetuned")
         evaluation = self.evaluation(sets)
+        self.save_timings()
         return {
             "experiment": self.config.experiment, "run": self.run_.id, "model": self.config.model.name,
             "learn": self.config.learn, "prompt": self.config.data.prompt,
@@ -96,6 +97,7 @@ class TofuRunner(TofuStages):
         unlearned = self.stage("unlearn", lambda: self._unlearn(sets))
         self.load_weights(self.model, "unlearned")
         after = self.evaluation(sets)
+        self.save_timings()
         before = finished_stage(target, "eval")
         return {
             "experiment": config.experiment, "run": self.run_.id, "model": config.model.name, "method": config.forget.method,
