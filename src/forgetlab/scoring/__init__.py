@@ -8,7 +8,7 @@ decoder).
 
 from forgetlab.scoring.encoding import encode_pair, prefix_token_id, resolve_max_length
 from forgetlab.scoring.engine import ScoredRequest, Scorer, TokenScores
-from forgetlab.scoring.generate import greedy_generate
+from forgetlab.scoring.generate import greedy_generate, greedy_texts
 from forgetlab.scoring.mc import MCScore, score_mc
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "TokenScores",
     "encode_pair",
     "greedy_generate",
+    "greedy_texts",
     "prefix_token_id",
     "resolve_max_length",
     "score_mc",

@@ -47,3 +47,14 @@ def greedy_generate(
     finally:
         model.train(was_training)
     return out
+
+
+def greedy_texts(model: Any, tokenizer: Any, contexts: Sequence[Sequence[int]], max_new_tokens: int, *, batch_size: int = 16,
+                 **decode: Any) -> list[str]:
+    """:func:`greedy_generate` stopping at the tokenizer's EOS (the model's when the tokenizer has none; padding with
+    the tokenizer's pad token, else EOS), each continuation decoded without special tokens (``decode``: more options
+    of ``tokenizer.decode``)."""
+    eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else unwrap_model(model).config.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    rows = greedy_generate(model, contexts, max_new_tokens, pad_id=pad_id, eos_id=eos_id, batch_size=batch_size)
+    return [tokenizer.decode(row, skip_special_tokens=True, **decode) for row in rows]

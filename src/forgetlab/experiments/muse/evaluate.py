@@ -14,17 +14,13 @@ from forgetlab.experiments.muse.config import MuseEvalSpec
 from forgetlab.experiments.muse.data import MuseSets
 from forgetlab.metrics.muse import cut_at_stop_words, knowmem_prompt, min_k_prob, muse_auc, privleak
 from forgetlab.metrics.rouge import rouge_l
-from forgetlab.models import unwrap_model
-from forgetlab.scoring import greedy_generate
+from forgetlab.scoring import greedy_texts
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], new_tokens: int, batch_size: int) -> list[str]:
     """Greedy continuations of the prompts (``tokenizer(prompt)`` ids), decoded without special tokens."""
     contexts = [tokenizer(p).input_ids for p in prompts]
-    eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else unwrap_model(model).config.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    ids = greedy_generate(model, contexts, new_tokens, pad_id=pad_id, eos_id=eos_id, batch_size=batch_size)
-    return [tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=True) for row in ids]
+    return greedy_texts(model, tokenizer, contexts, new_tokens, batch_size=batch_size, clean_up_tokenization_spaces=True)
 
 
 def verbmem(model: Any, tokenizer: Any, sets: MuseSets, spec: MuseEvalSpec) -> tuple[float, dict[str, list[Any]]]:

@@ -14,11 +14,9 @@ from forgetlab.data.muse import word_pieces
 from forgetlab.experiments.muse.data import MuseSets, load_sets
 from forgetlab.experiments.muse.evaluate import evaluate_model, with_privleak
 from forgetlab.experiments.unlearn.data import training_items
-from forgetlab.experiments.unlearn.run import forget_stage
-from forgetlab.methods import METHODS
+from forgetlab.experiments.unlearn.run import finetune_stage, forget_stage
 from forgetlab.models import load_model
 from forgetlab.scoring import resolve_max_length
-from forgetlab.train import train_items
 
 
 class MuseStages(StagedRunner):
@@ -63,16 +61,9 @@ class FinetuneRunner(MuseStages):
         }
 
     def _learn(self, sets: MuseSets) -> dict[str, Any]:
-        spec = self.config.finetune
-        texts = (self.pieces(sets.forget_text, "forget") if self.config.learn == "target" else []) + self.pieces(sets.retain_text, "retain")
-        checkpoint = self.run_.path("stages", "learn-checkpoint")
-        result = train_items(
-            self.model, self.encoded(texts), METHODS.get("finetune")(loss=spec.loss, reduction=spec.reduction), spec,
-            pad_id=self.tokenizer.pad_token_id, seed=self.config.seed, accelerator=self.accelerator,
-            checkpoint_dir=checkpoint, desc=f"fine-tune on MUSE-{self.config.data.corpus} ({self.config.learn})",
-        )
-        self.save_trained(self.model, "finetuned", checkpoint=checkpoint)
-        return {"steps": result.steps, "items": len(texts), "losses": result.losses}
+        forget = self.pieces(sets.forget_text, "forget") if self.config.learn == "target" else []
+        desc = f"fine-tune on MUSE-{self.config.data.corpus} ({self.config.learn})"
+        return finetune_stage(self, self.config.finetune, self.encoded(forget + self.pieces(sets.retain_text, "retain")), desc)
 
 
 class MuseRunner(MuseStages):

@@ -20,8 +20,7 @@ from forgetlab.metrics.rouge import rouge_l
 from forgetlab.metrics.tofu import (
     forget_quality, model_utility, option_probability, probability, truth_ratio_forget, truth_ratio_kept, truth_ratios,
 )
-from forgetlab.models import unwrap_model
-from forgetlab.scoring import Scorer, greedy_generate
+from forgetlab.scoring import Scorer, greedy_texts
 
 MakeScorer = Callable[..., Scorer]
 
@@ -35,10 +34,7 @@ def average_losses(scorer: Scorer, requests: list[tuple[str, str]], names: list[
 def greedy_answers(model: Any, tokenizer: Any, scorer: Scorer, prompts: list[str], spec: TofuEvalSpec) -> list[str]:
     """The model's greedy answer to each prompt, decoded without special tokens and stripped."""
     contexts = [scorer.encode_pair(p, "x")[0] for p in prompts]
-    eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else unwrap_model(model).config.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    ids = greedy_generate(model, contexts, spec.max_new_tokens, pad_id=pad_id, eos_id=eos_id, batch_size=spec.batch_size)
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+    return [text.strip() for text in greedy_texts(model, tokenizer, contexts, spec.max_new_tokens, batch_size=spec.batch_size)]
 
 
 def evaluate_set(

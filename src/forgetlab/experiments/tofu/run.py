@@ -14,11 +14,9 @@ from forgetlab.experiments.base import StagedRunner, finished_stage, run_experim
 from forgetlab.experiments.tofu.config import TofuConfig, TofuFinetuneConfig
 from forgetlab.experiments.tofu.data import Renderer, TofuSets, encode, load_sets, sets_from_stage, sets_to_stage
 from forgetlab.experiments.tofu.evaluate import evaluate_model, with_forget_quality
-from forgetlab.experiments.unlearn.run import forget_stage
-from forgetlab.methods import METHODS
+from forgetlab.experiments.unlearn.run import finetune_stage, forget_stage
 from forgetlab.models import load_model
 from forgetlab.scoring import resolve_max_length
-from forgetlab.train import train_items
 
 
 class TofuStages(StagedRunner):
@@ -65,16 +63,8 @@ class FinetuneRunner(TofuStages):
         }
 
     def _learn(self, sets: TofuSets) -> dict[str, Any]:
-        spec = self.config.finetune
         items = (sets.forget if self.config.learn == "full" else []) + sets.retain
-        checkpoint = self.run_.path("stages", "learn-checkpoint")
-        result = train_items(
-            self.model, self.encoded(items), METHODS.get("finetune")(loss=spec.loss, reduction=spec.reduction), spec,
-            pad_id=self.tokenizer.pad_token_id, seed=self.config.seed, accelerator=self.accelerator,
-            checkpoint_dir=checkpoint, desc=f"fine-tune on TOFU ({self.config.learn})",
-        )
-        self.save_trained(self.model, "finetuned", checkpoint=checkpoint)
-        return {"steps": result.steps, "items": len(items), "losses": result.losses}
+        return finetune_stage(self, self.config.finetune, self.encoded(items), f"fine-tune on TOFU ({self.config.learn})")
 
 
 class TofuRunner(TofuStages):

@@ -262,6 +262,19 @@ def build_method(spec: ForgetMethodSpec) -> Method:
     return METHODS.get(spec.method)(loss=spec.loss, reduction=spec.reduction, **spec.options)
 
 
+def finetune_stage(runner: StagedRunner, spec: Any, items: list[Any], desc: str) -> dict[str, Any]:
+    """Fine-tune ``runner.model`` on encoded ``items`` with the ``finetune`` method and ``spec``'s optimiser,
+    resumable from checkpoints; the weights are kept as ``finetuned``. Payload: steps, item count and losses."""
+    checkpoint = runner.run_.path("stages", "learn-checkpoint")
+    result = train_items(
+        runner.model, items, METHODS.get("finetune")(loss=spec.loss, reduction=spec.reduction), spec,
+        pad_id=runner.tokenizer.pad_token_id, seed=runner.config.seed, accelerator=runner.accelerator,
+        checkpoint_dir=checkpoint, desc=desc,
+    )
+    runner.save_trained(runner.model, "finetuned", checkpoint=checkpoint)
+    return {"steps": result.steps, "items": len(items), "losses": result.losses}
+
+
 def forget_stage(
     runner: StagedRunner, spec: ForgetMethodSpec, encode: Callable[[list[Any], Method | None], list[Any]],
     forget: list[Any], retain: list[Any], desc: str,
