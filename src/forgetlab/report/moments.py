@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from forgetlab.metrics.registry import Metric, Role
 from forgetlab.report.context import ReportContext
 from forgetlab.report.page import Page, esc
 
@@ -16,3 +17,11 @@ def moments_table(page: Page, context: ReportContext, moments: dict[str, str], b
     names = list(dict.fromkeys(name for key in present for name in context.summary[key]))
     rows = [[esc(name), esc(better(name))] + [page.value([key, name]) for key in present] for name in names]
     page.table(["metric", "better", *present.values()], rows, numeric_from=2)
+
+
+def direction_arrow(metric: Metric, role: Role) -> str:
+    """Which way ``metric`` is better for data in ``role`` (the metric registry's direction): ↑, ↓, → target, or —."""
+    direction = metric.direction(role)
+    if direction == "closer":
+        return f"→ {metric.target:g}"
+    return {"higher": "↑", "lower": "↓", None: "—"}[direction]

@@ -22,13 +22,12 @@ from forgetlab.experiments.base import EXPERIMENTS, Experiment, Inputs, Part
 from forgetlab.experiments.muse.config import MuseConfig, MuseDataSpec, MuseEvalSpec, MuseFinetuneConfig, MuseFinetuneSpec
 from forgetlab.experiments.muse.data import MuseSets, data_files, holding_articles, load_sets
 from forgetlab.experiments.muse.evaluate import evaluate_model
-from forgetlab.experiments.muse.report import MUSE_SECTIONS
+from forgetlab.experiments.muse.report import MUSE_SECTIONS, ROLES
 from forgetlab.experiments.muse.run import FinetuneRunner, MuseRunner
 from forgetlab.experiments.unlearn.run import check_trainable, checked_method
+from forgetlab.metrics.registry import METRICS
 from forgetlab.store import Run
 
-#: Which way each MUSE number is better after unlearning (PrivLeak: closer to 0).
-BETTER = {"verbmem": "lower", "knowmem_forget": "lower", "knowmem_retain": "higher"}
 
 
 class MuseFinetune(Experiment):
@@ -54,12 +53,12 @@ class Muse(Experiment):
     tradeoff = (("after.verbmem", "lower"), ("after.knowmem_retain", "higher"))
 
     def badness(self, key: str, value: float) -> float:
+        """From the metric registry, with the role of each number's data (:data:`~.report.ROLES`)."""
         name = key.split(".", 1)[-1]
-        if name == "privleak":
-            return abs(value)
-        if name in BETTER:
-            return value if BETTER[name] == "lower" else -value
-        raise KeyError(f"{key}: not a number of a muse summary (e.g. after.verbmem or after.privleak)")
+        if name not in ROLES:
+            raise KeyError(f"{key}: not a number of a muse summary (e.g. after.verbmem or after.privleak)")
+        metric, role = ROLES[name]
+        return METRICS.get(metric).badness(value, role)
 
     def validate(self, config: MuseConfig) -> None:
         check_trainable(config, checked_method(config.forget))

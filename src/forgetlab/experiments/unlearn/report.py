@@ -9,6 +9,7 @@ from forgetlab.experiments.unlearn.evaluate import metric_and_role
 from forgetlab.report.robustness import robustness
 from forgetlab.experiments.unlearn.summary import HEADLINE
 from forgetlab.report.context import ReportContext, Section
+from forgetlab.report.moments import direction_arrow
 from forgetlab.report.page import Page, esc
 from forgetlab.report.plots import CHANCE, Points, chance_line, curves, legend, plt, text
 
@@ -37,11 +38,7 @@ def better(headline_name: str) -> str:
     key = HEADLINE.get(headline_name)
     if key is None:
         return "—"
-    metric, role = metric_and_role(key)
-    direction = metric.direction(role)
-    if direction == "closer":
-        return f"→ {metric.target:g}"
-    return {"higher": "↑", "lower": "↓", None: "—"}[direction]
+    return direction_arrow(*metric_and_role(key))
 
 
 def _unlearning_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Points]:
