@@ -3,11 +3,14 @@
 import pytest
 
 from forgetlab.data.prepare import PreparedTask
-from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
+from scipy import stats
+
+from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig, ForgetGeneralizationConfig
 from forgetlab.experiments.forget_generalization.summary import (
     accuracy_interval,
     cell_forget_ratio,
     cell_summary,
+    combined_summary,
     final_metric,
     sweep_summary,
     task_summary,
@@ -106,3 +109,35 @@ def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
     assert matrix["forget_fit"] == fit
     without_predictors = {key: value for key, value in study_a.items() if key != "analysis"}
     assert "analysis" not in sweep_summary(config, "sweep-1", without_predictors, cells, accuracy_after, fit)
+
+
+def one_task_run(task, forget_ratio, confidence, *, category="partial", seed=0, predictors=True):
+    """A one-task Study A run as a sweep cell: its config and a summary with the task's predictors."""
+    config = ForgetGeneralizationConfig(name="study", seed=seed, tasks=[task], analysis={"predictors": predictors})
+    row = {"forget_ratio": forget_ratio, "category": category,
+           "predictors": {"difficulty": 0.9 - (forget_ratio or 0) / 10, "confidence_pretrained": confidence}}
+    return config, {"run": f"study-{task}", "tasks": {task: row}}
+
+
+def test_combined_summary_puts_one_task_runs_together_and_correlates_across_them():
+    ratios, confidences = [0.9, 0.1, 0.5, 0.7], [0.52, 0.71, 0.66, 0.58]
+    cells = [one_task_run(t, r, c) for t, r, c in zip("abcd", ratios, confidences)]
+    cells.append(one_task_run("e", None, 0.99, category=NOT_LEARNED))
+    combined = combined_summary(cells)
+    assert combined["runs"] == {t: f"study-{t}" for t in "abcde"} and list(combined["tasks"]) == list("abcde")
+    assert combined["tasks"]["b"] == cells[1][1]["tasks"]["b"]
+    analysis = combined["analysis"]
+    assert analysis["excluded"] == ["e"] and analysis["target"] == "forget_ratio"
+    confidence = analysis["correlations"]["confidence_pretrained"]
+    assert confidence["n"] == 4 and confidence["tasks"] == list("abcd")  # e, not learned, is left out
+    assert confidence["pearson_r"] == pytest.approx(stats.pearsonr(confidences, ratios)[0], abs=1e-12)
+    assert confidence["spearman_rho"] == pytest.approx(stats.spearmanr(confidences, ratios)[0], abs=1e-12)
+    assert analysis["correlations"]["difficulty"]["pearson_r"] == pytest.approx(-1.0, abs=1e-12)
+    assert "analysis" not in combined_summary([one_task_run(t, 0.5, 0.6, predictors=False) for t in "ab"])
+
+
+def test_cells_that_are_not_one_study_are_not_combined():
+    assert combined_summary([one_task_run("a", 0.5, 0.6)]) is None  # one task: nothing across tasks
+    assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("a", 0.4, 0.6, seed=1)]) is None  # seeds
+    assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("a", 0.4, 0.6)]) is None  # a task twice
+    assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("b", 0.4, 0.6, seed=1)]) is None  # seeds differ

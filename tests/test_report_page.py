@@ -43,6 +43,17 @@ def test_listed_names_every_entry_or_nothing():
     assert len(page.parts) == 1 and 'data-key="excluded.1"' in page.parts[0] and "Left out" in page.parts[0]
 
 
+def test_a_view_within_a_prefix_reads_and_keys_under_it_and_adds_to_the_same_page():
+    page = Page({"combined": {"tasks": {"rte": {"acc": 0.75, "acc_ci": [0.6, 0.9]}}, "excluded": ["wnli"]}, "tasks": {}})
+    view = page.within("combined")
+    assert view.value(["tasks", "rte", "acc"]) == '<span data-key="combined.tasks.rte.acc" data-value="0.75">0.750</span>'
+    assert 'data-key="combined.tasks.rte.acc_ci.0"' in view.with_ci(["tasks", "rte", "acc"])
+    view.section("behaviour", "Behaviour")
+    view.listed(["excluded"], "Left out")
+    assert page.sections == [("behaviour", "Behaviour")] and 'data-key="combined.excluded.0"' in page.parts[-1]
+    assert page.value(["tasks", "rte", "acc"]) == '<span class="muted">—</span>'  # the page itself keeps no prefix
+
+
 def test_document_is_self_contained_and_embeds_the_summary():
     summary = {"run": "</script><b>", "x": 1}
     page = Page(summary)

@@ -71,3 +71,22 @@ def test_the_cross_task_matrix_as_a_sweep_gives_the_golden_numbers(tmp_path):
     outcome = run_sweep(prepare_sweep(GOLDEN / "recipes" / "cross_task.yaml", workers=2), tmp_path)
     assert outcome.failed == [] and len(outcome.plan.cells) == 4
     assert_golden("cross_task", results_of(tmp_path))
+
+
+def test_one_task_cells_together_are_the_study_a_run_over_all_tasks(tmp_path):
+    """The golden Study A recipe swept one task per cell (on two workers): ``results.json``'s ``combined`` holds
+    every task's row and the correlations across tasks exactly as one run over both tasks has them."""
+    from tests.test_golden import GOLDEN, normalize
+
+    base = yaml.safe_load((GOLDEN / "recipes" / "cross_task.yaml").read_text())
+    base.update(experiment="forget_generalization", name="study", analysis=dict(base["analysis"], probes=False))
+    path = tmp_path / "per_task.yaml"
+    path.write_text(yaml.safe_dump({"name": "per_task", "base": base, "cells": [{"tasks": [t]} for t in base["tasks"]]}))
+    outcome = run_sweep(prepare_sweep(path, workers=2), tmp_path / "runs")
+    assert outcome.failed == []
+    combined = outcome.results["combined"]
+    assert combined["runs"] == {c.config.tasks[0].name: c.key for c in outcome.plan.cells}
+    one_run = run_experiment(build_config(base), tmp_path / "one_run").summary()
+    assert list(combined["tasks"]) == base["tasks"] and normalize(combined["tasks"]) == normalize(one_run["tasks"])
+    assert combined["analysis"] == one_run["analysis"]
+    assert (outcome.folder / "report" / "behaviour.png").is_file()

@@ -68,3 +68,23 @@ def test_without_a_search_or_a_second_axis_there_are_fewer_figures(tmp_path):
     results.update(axes=["forget.method", "seed"], cells=one_axis, groups=group_cells(one_axis, ["forget.method", "seed"]))
     html = write_sweep_report(tmp_path, results).read_text()
     assert html.count("<img ") == 2  # each metric against the method; no heat-map, trade-off or search
+
+
+def test_what_the_cells_say_together_is_drawn_by_the_experiments_own_sections(tmp_path):
+    """A Study A sweep of one-task cells: the behaviour table and the correlations across its tasks, keyed under
+    ``combined`` in results.json, their figures saved beside the report."""
+    rows = {task: {"acc_pretrained": 0.5, "acc_finetuned": ft, "acc_forget_test": f, "acc_forget_train": 0.5,
+                   "forget_gap": f - 0.5, "forget_ratio": (ft - f) / (ft - 0.5), "category": "partial",
+                   "predictors": {"confidence_pretrained": c}}
+            for task, ft, f, c in (("rte", 0.8, 0.6, 0.55), ("piqa", 0.7, 0.69, 0.7), ("cola", 0.9, 0.5, 0.52))}
+    correlation = {"n": 3, "pearson_r": -0.97, "pearson_p": 0.15, "pearson_ci": [-1.0, -0.9], "spearman_rho": -1.0,
+                   "spearman_p": 0.0, "spearman_ci": [-1.0, -1.0], "tasks": list(rows), "excluded": []}
+    results = dict(sweep_results(search=False), experiment="forget_generalization", tradeoff=None, combined={
+        "experiment": "forget_generalization", "model": "smollm2-135m", "runs": {t: f"study-{t}" for t in rows}, "tasks": rows,
+        "analysis": {"target": "forget_ratio", "correlations": {"confidence_pretrained": correlation}, "excluded": []}})
+    html = write_sweep_report(tmp_path, results).read_text()
+    ratio = rows["cola"]["forget_ratio"]
+    assert f'data-key="combined.tasks.cola.forget_ratio" data-value="{json.dumps(ratio)}"' in html
+    assert 'data-key="combined.analysis.correlations.confidence_pretrained.pearson_r" data-value="-0.97"' in html
+    assert "Behaviour per task" in html and "Predictors of the forget ratio" in html
+    assert {p.name for p in (tmp_path / "report").glob("*.png")} >= {"behaviour.png", "predictor_confidence_pretrained.png"}

@@ -81,6 +81,12 @@ class Experiment(abc.ABC):
         raise KeyError(f"{key}: the {type(self).__name__} experiment cannot tell which way this number is better; "
                        "give search.direction (minimize or maximize)")
 
+    def combine(self, cells: list[tuple[ExperimentConfig, dict[str, Any]]]) -> dict[str, Any] | None:
+        """What a sweep's finished cells (each its config and summary) say only together, shaped like one run's
+        summary so that :attr:`report_sections` can draw it in the sweep's report; None (the default) when the
+        cells say nothing beyond their own summaries."""
+        return None
+
     def parts(self, config: ExperimentConfig) -> list[Part]:
         """The runs this run starts, in an order that respects their needs (none by default). A sweep runs
         them first, each as its own cell, possibly at once on several workers; the run then finds them finished."""

@@ -13,6 +13,7 @@ The whole summary is embedded as ``<script type="application/json" id="summary">
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import json
 import math
@@ -124,11 +125,20 @@ class Page:
         self.parts: list[str] = []
         self.sections: list[tuple[str, str]] = []
         self.styles: list[str] = []
+        self.prefix: tuple[str | int, ...] = ()
+
+    def within(self, *prefix: str | int) -> "Page":
+        """The same page (its HTML, sections and styles are shared) reading values under ``prefix`` of the
+        summary: ``within("combined").value(["tasks", "rte"])`` shows ``combined.tasks.rte``, keyed so."""
+        view = copy.copy(self)
+        view.prefix = (*self.prefix, *prefix)
+        return view
 
     # values
 
     def value(self, parts: Sequence[str | int], *, p: bool = False) -> str:
-        """A span with the rounded value at ``parts`` and its exact JSON; a dash if absent."""
+        """A span with the rounded value at ``parts`` (under the page's prefix) and its exact JSON; a dash if absent."""
+        parts = [*self.prefix, *parts]
         value = lookup(self.summary, parts)
         if value is MISSING:
             return '<span class="muted">—</span>'
@@ -138,7 +148,7 @@ class Page:
 
     def interval(self, parts: Sequence[str | int]) -> str:
         """``[low, high]`` of a 2-list at ``parts``, each bound with its key; empty if absent or null."""
-        value = lookup(self.summary, parts)
+        value = lookup(self.summary, [*self.prefix, *parts])
         if not isinstance(value, list) or len(value) != 2:
             return ""
         return f' <span class="ci">[{self.value([*parts, 0])}, {self.value([*parts, 1])}]</span>'
@@ -171,7 +181,7 @@ class Page:
 
     def listed(self, parts: Sequence[str | int], label: str) -> None:
         """A muted line naming the entries of the list at ``parts`` (nothing when it is absent or empty)."""
-        names = lookup(self.summary, parts)
+        names = lookup(self.summary, [*self.prefix, *parts])
         if not isinstance(names, list) or not names:
             return
         shown = ", ".join(self.value([*parts, i]) for i in range(len(names)))

@@ -1,6 +1,8 @@
 """A sweep's HTML report (the run report's style, self-contained): the groups with means and intervals, every
 cell, each shown metric against each varied axis (with intervals over seeds), a heat-map when two axes vary, the
-forgetting-vs-utility trade-off with its front, and links to the cells' own reports."""
+forgetting-vs-utility trade-off with its front, what the cells say together (``combined``, drawn by the
+experiment's own report sections, its figures saved under ``<sweep>/report/``), and links to the cells' own
+reports."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from forgetlab.experiments import EXPERIMENTS
+from forgetlab.report.context import ReportContext
 from forgetlab.report.page import Page, document, esc
 from forgetlab.report.plots import legend, number, plt, png_bytes, text
 from forgetlab.store import atomic_write_text
@@ -26,6 +30,7 @@ def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
     page.add(f'<p class="muted">experiment {esc(results["experiment"] or "mixed")} · {len(results["cells"])} cells: '
              f'{esc(counts)} · axes: {esc(", ".join(results["axes"]) or "none")}</p>')
     _search(page, results)
+    _combined(page, results, folder)
     _groups(page, results)
     _plots(page, results)
     _tradeoff(page, results)
@@ -33,6 +38,16 @@ def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
     path = folder / "report.html"
     atomic_write_text(path, document(page, f"forgetlab sweep: {results['sweep']}"), mode=0o644)
     return path
+
+
+def _combined(page: Page, results: dict[str, Any], folder: Path) -> None:
+    """The cells together, as the experiment's report shows one run (values keyed ``combined.…``)."""
+    combined = results.get("combined")
+    if not combined:
+        return
+    context = ReportContext(folder, combined, "", {})
+    for section in EXPERIMENTS.get(results["experiment"]).report_sections:
+        section(page.within("combined"), context)
 
 
 def _groups(page: Page, results: dict[str, Any]) -> None:

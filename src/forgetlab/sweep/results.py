@@ -1,5 +1,6 @@
 """A sweep's results, gathered from the catalog: ``results.json`` in the sweep's folder (every cell with its
-axes, run and shown values; the groups over seeds with means and intervals; the trade-off front)."""
+axes, run and shown values; the groups over seeds with means and intervals; the trade-off front; what the cells
+say together, ``combined``, e.g. Study A's correlations across the tasks of one-task cells)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     experiment = EXPERIMENTS.get(next(iter(experiments))) if len(experiments) == 1 else None
     patterns = plan.spec.metrics or (list(experiment.sweep_metrics) if experiment else [])
     found = [_cell(state.cells[c.key], store, patterns) for c in plan.top_cells]
-    cells, values = [record for record, _ in found], [numbers for _, numbers in found]
+    cells, values = [record for record, _, _ in found], [numbers for _, numbers, _ in found]
+    finished = [(c.config, summary) for c, (record, _, summary) in zip(plan.top_cells, found) if record["status"] == "finished"]
     axes = plan.spec.axes()
     results: dict[str, Any] = {
         "sweep": plan.id,
@@ -30,12 +32,13 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
         "cells": cells,
         "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
         "tradeoff": _tradeoff(experiment, cells, values) if experiment and experiment.tradeoff else None,
+        "combined": experiment.combine(finished) if experiment and finished else None,
     }
     return results
 
 
-def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    """A cell's record (with the numbers shown) and every number of its run's summary."""
+def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
+    """A cell's record (with the numbers shown), every number of its run's summary, and the summary."""
     cell = state.cell
     run = store.get(cell.key)
     summary = (run.summary() if run is not None and run.finished else None) or {}
@@ -49,7 +52,7 @@ def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, A
         "message": state.message or None,
         "values": chosen(values, patterns) if patterns else values,
     }
-    return record, values
+    return record, values, summary
 
 
 def _tradeoff(experiment: Any, cells: list[dict[str, Any]], values: list[dict[str, float]]) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
 from forgetlab.experiments.forget_generalization.report import robustness
 from forgetlab.experiments.forget_generalization.robustness import task_robustness
 from forgetlab.experiments.robustness import check_attacks
-from forgetlab.experiments.forget_generalization.summary import final_metric, run_summary, task_summary
+from forgetlab.experiments.forget_generalization.summary import combined_summary, final_metric, run_summary, task_summary
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model, model_depth
 from forgetlab.models import num_hidden_layers
@@ -67,6 +67,13 @@ class ForgetGeneralization(Experiment):
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
         tasks = {ref.name: TaskRunner(config, ref, run, accelerator).run() for ref in config.tasks}
         return run_summary(config, run.id, tasks)
+
+    def combine(self, cells: list[tuple[ForgetGeneralizationConfig, dict[str, Any]]]) -> dict[str, Any] | None:
+        """A sweep over tasks (e.g. one cell per task, spread over the workers) as one Study A summary: every
+        task's row, the run that measured it, and the predictor correlations across the tasks. None when a task
+        appears in two cells (seeds or variants: the sweep's groups compare those) or the cells differ in model
+        or seed."""
+        return combined_summary(cells)
 
     # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
 

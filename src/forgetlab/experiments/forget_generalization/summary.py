@@ -86,6 +86,29 @@ def run_summary(config: ForgetGeneralizationConfig, run_id: str, tasks: dict[str
     return summary
 
 
+def combined_summary(cells: list[tuple[ForgetGeneralizationConfig, dict[str, Any]]]) -> dict[str, Any] | None:
+    """Study A runs (each its config and summary) as one summary: ``tasks`` (every run's), ``runs`` (task → the
+    run that measured it) and, when every run measured predictors, ``analysis`` (correlations across all tasks,
+    as one run over them all would give). None for fewer than two tasks, a task measured twice, or runs of
+    different models or seeds, which are not one study."""
+    if len({(config.model.model_dump_json(), config.seed) for config, _ in cells}) != 1:
+        return None
+    tasks: dict[str, dict[str, Any]] = {}
+    runs: dict[str, str] = {}
+    for _, summary in cells:
+        for name, row in summary.get("tasks", {}).items():
+            if name in tasks:
+                return None
+            tasks[name], runs[name] = row, summary.get("run")
+    if len(tasks) < 2:
+        return None
+    first = cells[0][0]
+    combined: dict[str, Any] = {"experiment": first.experiment, "model": first.model.name, "runs": runs, "tasks": tasks}
+    if all(config.analysis.predictors for config, _ in cells):
+        combined["analysis"] = across_tasks(tasks, bootstrap=first.eval.bootstrap, seed=first.seed)
+    return combined
+
+
 # --------------------------------------------------------------------------------------- cross-task
 
 
