@@ -6,6 +6,7 @@ from forgetlab.data.prepare import PreparedTask
 from scipy import stats
 
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig, ForgetGeneralizationConfig
+from forgetlab.experiments.forget_generalization.markdown import study_a_markdown
 from forgetlab.experiments.forget_generalization.summary import (
     accuracy_interval,
     cell_forget_ratio,
@@ -141,3 +142,18 @@ def test_cells_that_are_not_one_study_are_not_combined():
     assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("a", 0.4, 0.6, seed=1)]) is None  # seeds
     assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("a", 0.4, 0.6)]) is None  # a task twice
     assert combined_summary([one_task_run("a", 0.5, 0.6), one_task_run("b", 0.4, 0.6, seed=1)]) is None  # seeds differ
+
+
+def test_the_combined_study_reads_as_markdown_tables():
+    cells = [one_task_run(t, r, c) for t, r, c in zip("abc", [0.9, 0.1, 0.5], [0.52, 0.71, 0.66])]
+    cells.append(one_task_run("d", None, 0.99, category=NOT_LEARNED))
+    combined = combined_summary(cells)
+    combined["tasks"]["a"].update(acc_pretrained=0.25, acc_pretrained_ci=[0.2, 0.3], acc_finetuned=0.745,
+                                  order={"forget": {"n": 40, "spearman_rho": -0.31, "spearman_ci": [-0.6, 0.0], "spearman_p": 0.0004}})
+    text = study_a_markdown(combined)
+    assert "| a | 0.250 [0.200, 0.300] | 0.745 | — | — | 0.900 | partial |" in text
+    assert "| d | — | — | — | — | — | not learned |" in text and "Not learned (" in text and ": d." in text
+    r = combined["analysis"]["correlations"]["confidence_pretrained"]["pearson_r"]
+    assert f"| confidence_pretrained | 3 | {r:.3f} [" in text
+    assert "| a | forget | 40 | -0.310 [-0.600, 0.000] | 4.0e-04 |" in text
+    assert study_a_markdown({"tasks": {}}) == ""

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from forgetlab.sweep.aggregate import group_cells, pareto_front
-from forgetlab.sweep.report import write_sweep_report
+from forgetlab.sweep.report import write_sweep_markdown, write_sweep_report
 
 
 def sweep_results(search: bool = True) -> dict:
@@ -88,3 +88,7 @@ def test_what_the_cells_say_together_is_drawn_by_the_experiments_own_sections(tm
     assert 'data-key="combined.analysis.correlations.confidence_pretrained.pearson_r" data-value="-0.97"' in html
     assert "Behaviour per task" in html and "Predictors of the forget ratio" in html
     assert {p.name for p in (tmp_path / "report").glob("*.png")} >= {"behaviour.png", "predictor_confidence_pretrained.png"}
+    markdown = write_sweep_markdown(tmp_path, results).read_text()
+    assert "| cola | 0.500 | 0.900 | 0.500 | 0.500 | 1.000 | partial |" in markdown
+    assert "| confidence_pretrained | 3 | -0.970 [-1.000, -0.900] | 0.150 | -1.000 [-1.000, -1.000] | 0.000 |" in markdown
+    assert "| gradient_ascent | 0.001 | 2 | 2.060 [" in markdown  # the groups: axes, seeds, means with intervals

@@ -87,6 +87,11 @@ class Experiment(abc.ABC):
         cells say nothing beyond their own summaries."""
         return None
 
+    def markdown(self, summary: dict[str, Any]) -> str:
+        """A summary's headline tables as Markdown (a sweep writes those of its combined summary into
+        ``results.md``); empty by default."""
+        return ""
+
     def parts(self, config: ExperimentConfig) -> list[Part]:
         """The runs this run starts, in an order that respects their needs (none by default). A sweep runs
         them first, each as its own cell, possibly at once on several workers; the run then finds them finished."""

@@ -1,6 +1,6 @@
 """Sweeps: a base recipe crossed with axes, each cell an ordinary run in the catalog, run on this machine, a Ray
 cluster or Slurm, aggregated over seeds into ``<runs dir>/sweeps/<sweep id>/`` (``plan.json``, ``results.json``,
-``report.html``, one log per locally run cell).
+``results.md``, ``report.html``, one log per locally run cell).
 
 Modules in the order of the flow: :mod:`.spec` (the sweep file), :mod:`.plan` (its cells and their needs),
 :mod:`.backends` (where cells run), :mod:`.driver` (the scheduler), :mod:`.aggregate` and :mod:`.results`
@@ -21,7 +21,7 @@ from forgetlab.store import RunStore, atomic_write_json
 from forgetlab.sweep.backends import BACKENDS
 from forgetlab.sweep.driver import Scheduler, SweepState
 from forgetlab.sweep.plan import Plan, cell_config, plan
-from forgetlab.sweep.report import write_sweep_report
+from forgetlab.sweep.report import write_sweep_markdown, write_sweep_report
 from forgetlab.sweep.results import collect
 from forgetlab.sweep.search import Search, badness_of, search_identity
 from forgetlab.sweep.spec import SweepSpec, load_sweep
@@ -75,6 +75,7 @@ def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], No
     results = dict(collect(sweep, state, store), search=found)
     atomic_write_json(folder / "results.json", results)
     write_sweep_report(folder, results)
+    write_sweep_markdown(folder, results)
     return SweepOutcome(sweep, state, results, folder)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from forgetlab.experiments import EXPERIMENTS
+from forgetlab.report.markdown import DASH, with_interval
+from forgetlab.report.markdown import table as markdown_table
 from forgetlab.report.context import ReportContext
 from forgetlab.report.page import Page, document, esc
 from forgetlab.report.plots import legend, number, plt, png_bytes, text
@@ -20,6 +22,29 @@ from forgetlab.store import atomic_write_text
 from forgetlab.sweep.aggregate import condition_axes, group_metrics
 
 MAX_PLOTTED_METRICS = 6
+
+
+def write_sweep_markdown(folder: Path, results: dict[str, Any]) -> Path:
+    """``<sweep folder>/results.md``: the tables of what the cells say together (the experiment's) and the groups'
+    means with their intervals, in Markdown; returns its path."""
+    counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
+    parts = [f"# Sweep {results['sweep']}\n", f"experiment {results['experiment'] or 'mixed'}, {len(results['cells'])} cells: {counts}\n"]
+    if results.get("combined"):
+        parts.append(EXPERIMENTS.get(results["experiment"]).markdown(results["combined"]))
+    conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
+    if results["groups"] and metrics:
+        rows = [[markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
+                + [with_interval(g["metrics"][m]["mean"], g["metrics"][m]["ci"]) if m in g["metrics"] else DASH for m in metrics]
+                for g in results["groups"]]
+        parts += ["\n## Mean over seeds [bootstrap 95 % interval]\n", markdown_table([*conditions, "seeds", *metrics], rows)]
+    path = folder / "results.md"
+    atomic_write_text(path, "\n".join(parts), mode=0o644)
+    return path
+
+
+def markdown_cell(value: Any) -> str:
+    """An axis value in a Markdown cell (its pipes escaped)."""
+    return str(value).replace("|", "\\|")
 
 
 def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:

@@ -26,6 +26,7 @@ from forgetlab.experiments.forget_generalization.analysis import check_layers, o
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
 from forgetlab.experiments.forget_generalization.evaluate import TaskEvaluation
+from forgetlab.experiments.forget_generalization.markdown import study_a_markdown
 from forgetlab.experiments.forget_generalization.report import STUDY_A_SECTIONS
 from forgetlab.experiments.forget_generalization.report import robustness
 from forgetlab.experiments.forget_generalization.robustness import task_robustness
@@ -74,6 +75,9 @@ class ForgetGeneralization(Experiment):
         appears in two cells (seeds or variants: the sweep's groups compare those) or the cells differ in model
         or seed."""
         return combined_summary(cells)
+
+    def markdown(self, summary: dict[str, Any]) -> str:
+        return study_a_markdown(summary)
 
     # --- recovery attacks on a finished run (forgetlab attack) --------------------------------------
 
