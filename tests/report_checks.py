@@ -68,7 +68,7 @@ def study_a_summary(*, extras: bool = True, run_id: str = "study_a-0123456789ab"
 def cross_task_summary() -> dict[str, Any]:
     summary = study_a_summary(run_id="cross-fedcba987654")
     summary["experiment"] = "cross_task"
-    summary["study_a_run"] = "study_a-0123456789ab"
+    summary["study_a_runs"] = {task: "study_a-0123456789ab" for task in summary["tasks"]}
     names = list(summary["tasks"])
     summary["cells"] = {a: {b: f"cell-{i}{j}" for j, b in enumerate(names)} for i, a in enumerate(names)}
     ratio = {a: {b: (None if (i, j) == (0, 2) else round(0.3 * i - 0.2 * j + 0.1, 6) + 1e-9) for j, b in enumerate(names)} for i, a in enumerate(names)}
@@ -129,7 +129,7 @@ def catalog(root: Path, run_dir: Path, summary: dict[str, Any], status: str = "f
 GOLDEN = Path(__file__).parent / "golden"
 #: The golden run of each experiment (tests/golden/<recipe>/<label>): a real summary.json and metrics.jsonl.
 GOLDEN_RUNS = {
-    "forget_generalization": "cross_task/forget_generalization",
+    "forget_generalization": "cross_task/forget_generalization-synth_compare",
     "cross_task": "cross_task/cross_task",
     "id_vs_ood": "id_vs_ood/id_vs_ood",
     "unlearn": "unlearn/unlearn",
@@ -254,8 +254,10 @@ def embedded_summary(parsed: ParsedReport) -> Any:
 
 
 def golden_runs(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """:func:`golden_run` of every experiment in one runs directory, the cross-task sweep's ``study_a_run``
-    naming the Study A run there (as a real sweep's does)."""
+    """:func:`golden_run` of every experiment in one runs directory, the cross-task sweep's ``study_a_runs``
+    naming the Study A run there (as a real sweep's name its per-task runs)."""
     runs = {experiment: golden_run(root, experiment) for experiment in GOLDEN_RUNS if experiment != "cross_task"}
-    runs["cross_task"] = golden_run(root, "cross_task", study_a_run=runs["forget_generalization"][0].name)
+    study_a = runs["forget_generalization"][0].name
+    tasks = json.loads((GOLDEN / GOLDEN_RUNS["cross_task"] / "summary.json").read_text())["tasks"]
+    runs["cross_task"] = golden_run(root, "cross_task", study_a_runs={task: study_a for task in tasks})
     return runs

@@ -115,11 +115,12 @@ def test_cross_task_shows_its_study_a_runs_trajectories(tmp_path):
     study_a_dir = make_run(tmp_path, study_a, metrics=accuracy_rows(["boolq"]))
     catalog(tmp_path, study_a_dir, study_a)
     sweep = cross_task_summary()
-    assert sweep["study_a_run"] == study_a["run"]
+    assert set(sweep["study_a_runs"].values()) == {study_a["run"]}
     run_dir = make_run(tmp_path, sweep, metrics=[])
     parsed = assert_numbers_match(write_report(run_dir, CROSS_TASK_SECTIONS), sweep)
     assert set(TRAJECTORIES) <= {p.name for p in (run_dir / "report").glob("*.png")}
-    assert ("study_a_run", json.dumps(study_a["run"])) in parsed.values and "cannot be read" not in " ".join(parsed.text)
+    task = next(iter(sweep["study_a_runs"]))
+    assert (f"study_a_runs.{task}", json.dumps(study_a["run"])) in parsed.values and "cannot be read" not in " ".join(parsed.text)
 
 
 def test_not_learned_task_is_shown_and_listed(tmp_path):

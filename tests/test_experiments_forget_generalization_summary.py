@@ -82,19 +82,20 @@ def test_a_cell_of_a_task_not_learned_has_no_ratio():
 
 
 def test_cell_summary_carries_its_pair_accuracies_and_own_ratio():
-    config = CrossTaskCellConfig(source_run="study-0123456789ab", forget_task="a", eval_task="b")
+    config = CrossTaskCellConfig(forget_run="study-0123456789ab", eval_run="study-ba9876543210", forget_task="a", eval_task="b")
     forget = {"steps": 3, "losses": [0.9, 0.8, 0.7], "seconds": 1.5}
     summary = cell_summary(config, "cell-1", {"acc_finetuned": 0.8, "category": "partial"}, forget,
                            acc_eval_test=0.65, acc_forget_train=0.5, acc_forget_train_labels=0.9, flipped=False)
     assert summary["forget_ratio"] == pytest.approx(0.15 / 0.3) and summary["reference_acc_finetuned"] == 0.8
-    assert (summary["forget_task"], summary["eval_task"], summary["source_run"]) == ("a", "b", "study-0123456789ab")
+    assert (summary["forget_task"], summary["eval_task"]) == ("a", "b")
+    assert (summary["forget_run"], summary["eval_run"]) == ("study-0123456789ab", "study-ba9876543210")
     assert summary["steps"] == 3 and summary["losses"] == [0.9, 0.8, 0.7] and "seconds" not in summary
 
 
 def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
     config = CrossTaskConfig(name="sweep", tasks=["a", "b"])
     study_a = {
-        "run": "sweep-tasks-0123456789ab",
+        "runs": {"a": "sweep-0123456789ab", "b": "sweep-ba9876543210"},
         "tasks": {"a": {"acc_finetuned": 0.9, "category": "partial"}, "b": {"acc_finetuned": 0.52, "category": NOT_LEARNED}},
         "analysis": {"excluded": ["b"]},
     }
@@ -102,7 +103,7 @@ def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
     fit = {"a": {"a": 1.0, "b": 0.9}, "b": {"a": 0.8, "b": 1.0}}
     cells = {"a": {"a": "sweep-tasks-0123456789ab", "b": "cell-ab"}, "b": {"a": "cell-ba", "b": "sweep-tasks-0123456789ab"}}
     summary = sweep_summary(config, "sweep-1", study_a, cells, accuracy_after, fit)
-    assert summary["study_a_run"] == "sweep-tasks-0123456789ab" and summary["cells"] == cells
+    assert summary["study_a_runs"] == study_a["runs"] and summary["cells"] == cells
     assert summary["tasks"] == study_a["tasks"] and summary["analysis"] == {"excluded": ["b"]}
     matrix = summary["crosstask"]
     assert matrix["reference"] == {"a": 0.9, "b": 0.52} and matrix["not_learned"] == ["b"]

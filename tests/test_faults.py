@@ -245,6 +245,7 @@ def test_crafted_run_names_are_refused(name):
 
 
 def test_crafted_source_run_of_a_cell_is_refused():
-    raw = {"experiment": "cross_task_cell", "source_run": "../../elsewhere", "forget_task": "synth_compare", "eval_task": "synth_arith"}
-    with pytest.raises(ConfigError, match="source_run '../../elsewhere' is not a safe run name"):
+    raw = {"experiment": "cross_task_cell", "forget_run": "study-0123456789ab", "eval_run": "../../elsewhere",
+           "forget_task": "synth_compare", "eval_task": "synth_arith"}
+    with pytest.raises(ConfigError, match="eval_run '../../elsewhere' is not a safe run name"):
         build_config(raw)

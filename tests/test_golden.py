@@ -82,6 +82,8 @@ def results_of(runs: Path) -> dict[str, dict[str, Any]]:
         label = row["experiment"]
         if "forget_task" in summary:
             label += f"-{summary['forget_task']}-{summary['eval_task']}"
+        if row["experiment"] == "forget_generalization":  # a cross-task sweep's Study A runs, one per task
+            label += "-" + "-".join(summary["tasks"])
         if "learn" in summary:  # a benchmark's fine-tuning parts: the target and the reference model
             label += f"-{summary['learn']}"
         metrics = run.dir / "metrics.jsonl"

@@ -64,12 +64,12 @@ def test_slurm_path_through_submitits_local_executor(tmp_path, alone):
 
 
 def test_the_cross_task_matrix_as_a_sweep_gives_the_golden_numbers(tmp_path):
-    """The golden cross-task recipe fanned out (Study A, then its two cells on two workers, then the matrix) makes
+    """The golden cross-task recipe fanned out (a Study A run per task and the two cells on two workers, then the matrix) makes
     the very runs, with the very numbers, that ``forgetlab run`` makes in one process (tests/golden/cross_task)."""
     from tests.test_golden import GOLDEN, assert_golden, results_of
 
     outcome = run_sweep(prepare_sweep(GOLDEN / "recipes" / "cross_task.yaml", workers=2), tmp_path)
-    assert outcome.failed == [] and len(outcome.plan.cells) == 4
+    assert outcome.failed == [] and len(outcome.plan.cells) == 5
     assert_golden("cross_task", results_of(tmp_path))
 
 

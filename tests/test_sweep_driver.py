@@ -68,6 +68,9 @@ class ScriptedBackend(Backend):
         self.running.discard(job.cell.key)
 
 
+COMPARE, ARITH = "Study A: synth_compare", "Study A: synth_arith"  # the golden cross-task recipe's per-task runs
+
+
 def run(plan, store, backend, retries=1):
     return Scheduler(plan, store, backend, retries, poll_seconds=0).run()
 
@@ -76,10 +79,10 @@ def test_needs_run_first_and_capacity_is_never_exceeded(tmp_path: Path):
     plan, store = prepare_sweep(GOLDEN_CROSS_TASK), RunStore(tmp_path)
     backend = ScriptedBackend(store, capacity=2)
     state = run(plan, store, backend)
-    assert backend.started[0] == "Study A per task" and backend.started[-1] == "base"
-    assert sorted(backend.started[1:3]) == ["forget synth_arith, score synth_compare", "forget synth_compare, score synth_arith"]
-    assert backend.most_at_once == 2  # the two forgetting cells ran together, never more
-    assert state.count("finished") == 4
+    assert backend.started[:2] == [COMPARE, ARITH] and backend.started[-1] == "base"
+    assert sorted(backend.started[2:4]) == ["forget synth_arith, score synth_compare", "forget synth_compare, score synth_arith"]
+    assert backend.most_at_once == 2  # the two Study A runs, then the two forgetting cells, ran together, never more
+    assert state.count("finished") == 5
 
 
 def test_finished_cells_are_not_started_again(tmp_path: Path):
@@ -87,31 +90,31 @@ def test_finished_cells_are_not_started_again(tmp_path: Path):
     finish_in_catalog(store, plan.cells[0])
     backend = ScriptedBackend(store, capacity=4)
     run(plan, store, backend)
-    assert "Study A per task" not in backend.started and len(backend.started) == 3
+    assert COMPARE not in backend.started and len(backend.started) == 4
     again = ScriptedBackend(store, capacity=4)
-    assert run(plan, store, again).count("finished") == 4 and again.started == []
+    assert run(plan, store, again).count("finished") == 5 and again.started == []
 
 
 def test_a_dead_worker_is_retried_and_an_error_blocks_what_needs_the_cell(tmp_path: Path):
     plan, store = prepare_sweep(GOLDEN_CROSS_TASK), RunStore(tmp_path)
     died = Outcome(False, "killed by SIGKILL", died=True)
-    backend = ScriptedBackend(store, 4, {"Study A per task": [died], "forget synth_arith, score synth_compare": [Outcome(False, "ValueError: bad")]})
+    backend = ScriptedBackend(store, 4, {COMPARE: [died], "forget synth_arith, score synth_compare": [Outcome(False, "ValueError: bad")]})
     state = run(plan, store, backend, retries=1)
-    assert backend.started.count("Study A per task") == 2  # died once, started again, finished
+    assert backend.started.count(COMPARE) == 2  # died once, started again, finished
     failed = [s for s in state.cells.values() if s.status == "failed"]
     assert [s.message for s in failed] == ["ValueError: bad"] and failed[0].attempts == 1  # an error is not retried
     blocked = [s for s in state.cells.values() if s.status == "blocked"]
     assert [s.cell.label for s in blocked] == ["base"] and "did not finish" in blocked[0].message
-    assert state.count("finished") == 2
+    assert state.count("finished") == 3  # both Study A runs and the other cell
 
 
 def test_a_worker_that_dies_more_often_than_the_retries_fails_the_cell(tmp_path: Path):
     plan, store = prepare_sweep(GOLDEN_CROSS_TASK), RunStore(tmp_path)
     died = Outcome(False, "killed by SIGKILL", died=True)
-    backend = ScriptedBackend(store, 4, {"Study A per task": [died, died]})
+    backend = ScriptedBackend(store, 4, {COMPARE: [died, died]})
     state = run(plan, store, backend, retries=1)
-    assert backend.started == ["Study A per task", "Study A per task"]
-    assert state.count("failed") == 1 and state.count("blocked") == 3
+    assert backend.started == [COMPARE, ARITH, COMPARE]
+    assert state.count("failed") == 1 and state.count("blocked") == 3 and state.count("finished") == 1
 
 
 def test_a_worker_that_ends_well_without_its_run_is_a_failure(tmp_path: Path):

@@ -46,22 +46,27 @@ def test_threads_are_pinned_in_every_cell_never_left_to_the_environment(tmp_path
 
 def test_a_cross_task_recipe_fans_out_into_its_parts_in_dependency_order():
     plan = prepare_sweep(GOLDEN_CROSS_TASK)
-    study_a, *cells, matrix = plan.cells
-    assert study_a.config.experiment == "forget_generalization" and study_a.needs == () and not study_a.top
+    compare, arith, *cells, matrix = plan.cells
+    for task, study_a in (("synth_compare", compare), ("synth_arith", arith)):
+        assert study_a.config.experiment == "forget_generalization" and study_a.needs == () and not study_a.top
+        assert [t.name for t in study_a.config.tasks] == [task] and study_a.label == f"Study A: {task}"
     assert sorted(c.label for c in cells) == ["forget synth_arith, score synth_compare", "forget synth_compare, score synth_arith"]
-    assert all(c.needs == (study_a.key,) and c.config.source_run == study_a.key for c in cells)
-    assert matrix.top and matrix.config.experiment == "cross_task" and set(matrix.needs) == {study_a.key, *(c.key for c in cells)}
+    runs = {"synth_compare": compare.key, "synth_arith": arith.key}
+    for cell in cells:
+        assert set(cell.needs) == {compare.key, arith.key}
+        assert (cell.config.forget_run, cell.config.eval_run) == (runs[cell.config.forget_task], runs[cell.config.eval_task])
+    assert matrix.top and matrix.config.experiment == "cross_task" and set(matrix.needs) == {compare.key, arith.key, *(c.key for c in cells)}
     assert [c.top for c in plan.top_cells] == [True]
 
 
 def test_a_run_that_is_both_a_cell_and_another_cells_part_is_planned_once(tmp_path):
-    study_a = {"experiment": "forget_generalization", "name": "golden_cross_task-tasks", "save_models": True}
+    study_a = {"experiment": "forget_generalization", "tasks": ["synth_compare"], "save_models": True}
     sweep = {"base": str(Path(GOLDEN_CROSS_TASK).resolve()), "cells": [{}, study_a]}
     plan = prepare_sweep(write(tmp_path, sweep))
-    assert len(plan.cells) == 4  # Study A, two forgetting cells, the matrix: Study A not twice
+    assert len(plan.cells) == 5  # two Study A runs, two forgetting cells, the matrix: synth_compare's not twice
     first = plan.cells[0]
     assert first.config.experiment == "forget_generalization" and first.top and first.axes == study_a
-    assert [c.top for c in plan.cells] == [True, False, False, True]
+    assert [c.top for c in plan.cells] == [True, False, False, False, True]
 
 
 def test_two_assignments_that_are_the_same_run_are_an_error(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from forgetlab.attacks import AttackSpec
 from forgetlab.config import ExperimentConfig, OptimSpec, Spec, check_run_name
@@ -129,23 +129,27 @@ class CrossTaskConfig(ForgetGeneralizationConfig):
 
     experiment: Literal["cross_task"] = "cross_task"  # type: ignore[assignment]
 
-    def study_a(self) -> ForgetGeneralizationConfig:
-        """The per-task Study A run of the sweep (its weights are kept: the cells start from them)."""
-        fields = self.model_dump(exclude={"experiment", "name", "save_models"})
-        return ForgetGeneralizationConfig(**fields, name=f"{self.name}-tasks", save_models=True)
+    def task_run(self, ref: TaskRef) -> ForgetGeneralizationConfig:
+        """The Study A run of one task of the sweep (its weights are kept: the cells start from them). It has the
+        sweep's name and recipe, so a Study A sweep of one-task cells with the same recipe has made it already."""
+        fields = self.model_dump(exclude={"experiment", "save_models", "tasks"})
+        return ForgetGeneralizationConfig(**fields, tasks=[ref], save_models=True)
 
 
 class CrossTaskCellConfig(ExperimentConfig):
-    """One cell: the model fine-tuned on ``eval_task`` (in run ``source_run``) forgets ``forget_task``."""
+    """One cell: the model fine-tuned on ``eval_task`` (in run ``eval_run``) forgets ``forget_task`` (the forget set
+    that run ``forget_run`` prepared, with the same random labels)."""
 
     experiment: Literal["cross_task_cell"] = "cross_task_cell"
-    source_run: str = Field(description="the Study A run (same runs directory) holding both tasks' data and weights")
+    forget_run: str = Field(description="the Study A run of forget_task (same runs directory): its prepared forget set")
+    eval_run: str = Field(description="the Study A run of eval_task (same runs directory): its items, fine-tuned weights "
+                          "and result")
     forget_task: str
     eval_task: str
     forget: ForgetSpec = Field(default_factory=ForgetSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
-    @field_validator("source_run")
+    @field_validator("forget_run", "eval_run")
     @classmethod
-    def _run_id(cls, value: str) -> str:
-        return check_run_name(value, "source_run")
+    def _run_id(cls, value: str, info: ValidationInfo) -> str:
+        return check_run_name(value, info.field_name or "run")

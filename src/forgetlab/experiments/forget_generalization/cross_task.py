@@ -1,9 +1,9 @@
 """Study A's cross-task matrix: forget on task A with random labels, measure every task B.
 
-A ``cross_task`` sweep runs (or finds) one Study A run over all its tasks (the per-task pipeline,
-its analyses, and each task's fine-tuned weights), then one ``cross_task_cell`` run per ordered pair
-A ≠ B: the model fine-tuned on B forgets A's forget set (the same random labels as A's own run) and
-is scored on B's test split. Cell (A, B) is B's forget ratio relative to the model fine-tuned on B,
+A ``cross_task`` sweep runs (or finds) one Study A run per task (the per-task pipeline, its analyses and
+the task's fine-tuned weights; the very runs a Study A sweep of one-task cells with the same recipe makes),
+then one ``cross_task_cell`` run per ordered pair A ≠ B: the model fine-tuned on B forgets A's forget set
+(the same random labels as A's own run) and is scored on B's test split. Cell (A, B) is B's forget ratio relative to the model fine-tuned on B,
 ``(acc_FT(B) − acc(B after forgetting A)) / (acc_FT(B) − 0.5)``; the diagonal is the per-task run.
 A task B that its Study A run flagged ``not_learned`` has no ratio: its column is None and it is listed
 (``crosstask.not_learned``; each of its cells' own ``forget_ratio`` is None too).
@@ -16,6 +16,7 @@ flipped formula).
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from forgetlab.experiments.forget_generalization.data import forget_labels
 from forgetlab.experiments.forget_generalization.evaluate import label_accuracy, score_task
 from forgetlab.experiments.forget_generalization.report import CROSS_TASK_SECTIONS
 from forgetlab.experiments.forget_generalization.run import ForgetGeneralization, stage_key
-from forgetlab.experiments.forget_generalization.summary import cell_summary, sweep_summary
+from forgetlab.experiments.forget_generalization.summary import cell_summary, combined_summary, sweep_summary
 from forgetlab.methods import METHODS
 from forgetlab.metrics.forgetting import accuracy
 from forgetlab.models import load_model
@@ -46,51 +47,57 @@ class CrossTask(Experiment):
     """The sweep: Study A per task, then every off-diagonal cell, then the matrix and its analysis."""
 
     config = CrossTaskConfig
-    report_sections = CROSS_TASK_SECTIONS  # its Study A run's trajectories included
+    report_sections = CROSS_TASK_SECTIONS  # its Study A runs' trajectories included
     sweep_metrics = ("crosstask.forget_ratio.*",)
 
     def validate(self, config: CrossTaskConfig) -> None:
-        ForgetGeneralization().validate(config.study_a())
         if len(config.tasks) < 2:
             raise ValueError("tasks: a cross-task matrix needs at least two tasks")
+        for ref in config.tasks:
+            ForgetGeneralization().validate(config.task_run(ref))
 
     def inputs(self, config: CrossTaskConfig) -> Inputs:
-        return ForgetGeneralization().inputs(config.study_a())
+        return ForgetGeneralization().inputs(config)
 
     def parts(self, config: CrossTaskConfig) -> list[Part]:
-        """The Study A run, then every off-diagonal cell (each reads the Study A run's data and weights)."""
-        study_a = config.study_a()
-        source = run_id(study_a, ForgetGeneralization())
+        """One Study A run per task, then every off-diagonal cell (each reads the runs of both its tasks)."""
         names = [ref.name for ref in config.tasks]
-        cells = [Part(cell_config(config, source, a, b), needs=(0,), label=f"forget {a}, score {b}") for a in names for b in names if a != b]
-        return [Part(study_a, label="Study A per task")] + cells
+        runs = [config.task_run(ref) for ref in config.tasks]
+        ids = {name: run_id(task_run, ForgetGeneralization()) for name, task_run in zip(names, runs)}
+        index = {name: i for i, name in enumerate(names)}
+        cells = [Part(cell_config(config, ids[a], ids[b], a, b), needs=tuple(sorted({index[a], index[b]})), label=f"forget {a}, score {b}")
+                 for a in names for b in names if a != b]
+        return [Part(task_run, label=f"Study A: {name}") for name, task_run in zip(names, runs)] + cells
 
     def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         command = f"cross_task {run.id}"
-        study_a = run_experiment(config.study_a(), run.dir.parent, command=command, accelerator=accelerator)
-        study_a_summary = study_a.summary() or {}
-        cells, accuracy_after, forget_fit = measure_pairs(config, study_a, study_a_summary["tasks"], command, accelerator)
-        return sweep_summary(config, run.id, study_a_summary, cells, accuracy_after, forget_fit)
+        task_runs = [(config.task_run(ref), run_experiment(config.task_run(ref), run.dir.parent, command=command, accelerator=accelerator))
+                     for ref in config.tasks]
+        study_a = combined_summary([(task_config, task_run.summary() or {}) for task_config, task_run in task_runs])
+        if study_a is None:
+            raise ValueError(f"run {run.id}: its Study A runs are not one study (a task twice, or models or seeds differ)")
+        cells, accuracy_after, forget_fit = measure_pairs(config, study_a, run.dir.parent, command, accelerator)
+        return sweep_summary(config, run.id, study_a, cells, accuracy_after, forget_fit)
 
 
 def measure_pairs(
-    config: CrossTaskConfig, study_a: Run, per_task: dict[str, dict[str, Any]], command: str, accelerator: Accelerator
+    config: CrossTaskConfig, study_a: dict[str, Any], runs_dir: Path, command: str, accelerator: Accelerator
 ) -> tuple[PairTable, PairTable, PairTable]:
     """Per ordered pair (A, B): the run that measured it, B's test accuracy after forgetting A and the fit of
-    A's forget set. The diagonal comes from the Study A run ``study_a`` (its tasks' summaries ``per_task``);
+    A's forget set. The diagonal comes from the Study A runs (``study_a``: their :func:`combined_summary`);
     every other pair is a ``cross_task_cell`` run."""
-    names = [ref.name for ref in config.tasks]
+    names, per_task, runs = [ref.name for ref in config.tasks], study_a["tasks"], study_a["runs"]
     cells: PairTable = {a: {} for a in names}
     accuracy_after: PairTable = {a: {} for a in names}
     forget_fit: PairTable = {a: {} for a in names}
     for a in names:
         for b in names:
             if a == b:
-                cells[a][b] = study_a.id
+                cells[a][b] = runs[a]
                 accuracy_after[a][b] = per_task[b]["acc_forget_test"]
                 forget_fit[a][b] = per_task[a]["acc_forget_train_labels"]
                 continue
-            cell = run_experiment(cell_config(config, study_a.id, a, b), study_a.dir.parent, command=command, accelerator=accelerator)
+            cell = run_experiment(cell_config(config, runs[a], runs[b], a, b), runs_dir, command=command, accelerator=accelerator)
             measured = cell.summary() or {}
             cells[a][b] = cell.id
             accuracy_after[a][b] = measured["acc_eval_test"]
@@ -98,14 +105,16 @@ def measure_pairs(
     return cells, accuracy_after, forget_fit
 
 
-def cell_config(config: CrossTaskConfig, source_run: str, forget_task: str, eval_task: str) -> CrossTaskCellConfig:
-    """The cell of the sweep ``config`` where the model fine-tuned on ``eval_task`` forgets ``forget_task``."""
+def cell_config(config: CrossTaskConfig, forget_run: str, eval_run: str, forget_task: str, eval_task: str) -> CrossTaskCellConfig:
+    """The cell of the sweep ``config`` where the model fine-tuned on ``eval_task`` (run ``eval_run``) forgets
+    ``forget_task`` (its forget set as run ``forget_run`` prepared it)."""
     return CrossTaskCellConfig(
         name=f"{config.name}-cell",
         seed=config.seed,
         model=config.model,
         cpu_threads=config.cpu_threads,
-        source_run=source_run,
+        forget_run=forget_run,
+        eval_run=eval_run,
         forget_task=forget_task,
         eval_task=eval_task,
         forget=config.forget,
@@ -127,7 +136,7 @@ class CrossTaskCell(Experiment):
         METHODS.get(config.forget.method)
 
     def inputs(self, config: CrossTaskCellConfig) -> Inputs:
-        """The model; the data and weights come from ``source_run``, whose id already names their content."""
+        """The model; the data and weights come from ``forget_run`` and ``eval_run``, whose ids name their content."""
         return Inputs(models=[config.model])
 
     def run(self, config: CrossTaskCellConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
@@ -141,13 +150,14 @@ class CellRunner(StagedRunner):
 
     def run(self) -> dict[str, Any]:
         config = self.config
-        source = RunStore(self.run_.dir.parent, create=False).finished_run(config.source_run)
-        forget_data, eval_data = _prepared(source, config.forget_task), _prepared(source, config.eval_task)
-        reference = (source.summary() or {}).get("tasks", {}).get(config.eval_task)
+        store = RunStore(self.run_.dir.parent, create=False)
+        forget_source, eval_source = store.finished_run(config.forget_run), store.finished_run(config.eval_run)
+        forget_data, eval_data = _prepared(forget_source, config.forget_task), _prepared(eval_source, config.eval_task)
+        reference = (eval_source.summary() or {}).get("tasks", {}).get(config.eval_task)
         if reference is None:
-            raise FileNotFoundError(f"source_run {config.source_run}: no Study A result for {config.eval_task}")
+            raise FileNotFoundError(f"eval_run {config.eval_run}: no Study A result for {config.eval_task}")
         model, tokenizer = load_model(config.model, self.accelerator.device)
-        model.load_state_dict(load_file(str(source.kept_weights(stage_key(config.eval_task, "finetuned")))), strict=False)
+        model.load_state_dict(load_file(str(eval_source.kept_weights(stage_key(config.eval_task, "finetuned")))), strict=False)
         forget = self.stage("forget", partial(self._forget, model, tokenizer, forget_data))
         self.load_weights(model, "forgotten")  # trained just now, or by an earlier attempt
         scorer = self.scorer(model, tokenizer, batch_size=config.eval.batch_size, progress=True, on_overlong=config.eval.on_overlong)

@@ -2,8 +2,8 @@
 
 Each section shows only what the run has data for: the behaviour table and plot, the predictor correlations
 and scatters, item-level AUCs, probes, learn/forget order, the cross-task matrix (``cross_task``), and the
-accuracy trajectories of fine-tuning and forgetting, drawn from ``metrics.jsonl`` — a sweep's own, or for a
-cross-task sweep those of its Study A run (``study_a_run``, read through the store).
+accuracy trajectories of fine-tuning and forgetting, drawn from ``metrics.jsonl`` — a run's own, or for a
+cross-task sweep those of its Study A runs (``study_a_runs``, read through the store).
 """
 
 from __future__ import annotations
@@ -241,8 +241,10 @@ def crosstask(page: Page, context: ReportContext) -> None:
     if isinstance(variance, dict) and variance:
         page.add("<h3>Variance explained</h3>")
         page.table(["part", "share of variance"], [[esc(k), page.value(["crosstask", "variance_explained", k])] for k in variance])
-    if context.summary.get("study_a_run"):
-        page.add(f'<p class="muted">Diagonal and per-task numbers from Study A run {page.value(["study_a_run"])}.</p>')
+    runs = context.summary.get("study_a_runs")
+    if isinstance(runs, dict) and runs:
+        named = ", ".join(f"{esc(task)} {page.value(['study_a_runs', task])}" for task in runs)
+        page.add(f'<p class="muted">Diagonal and per-task numbers from the Study A runs: {named}.</p>')
 
 
 # --- trajectories -------------------------------------------------------------------------------------
@@ -260,13 +262,15 @@ def _accuracy_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
     return grouped
 
 
-def _draw_trajectories(page: Page, context: ReportContext, rows: list[dict[str, Any]], source: str = "") -> None:
+def _draw_trajectories(page: Page, context: ReportContext, rows: list[dict[str, Any]], source: str = "",
+                       section: bool = True) -> None:
     grouped = _accuracy_curves(rows)
     if not grouped:
         return
-    page.section("trajectories", "Training trajectories")
+    if section:
+        page.section("trajectories", "Training trajectories")
     if source:
-        page.add(f'<p class="muted">From Study A run {source}.</p>')
+        page.add(f'<p class="muted">From the Study A runs {source}.</p>')
     for (task, stage), splits in sorted(grouped.items()):
         context.figure(page, plot_trajectory(task, stage, splits), f"{slug(task)}_{stage}_accuracy", f"{task}: accuracy while {stage}")
 
@@ -277,17 +281,22 @@ def trajectories(page: Page, context: ReportContext) -> None:
 
 
 def study_a_trajectories(page: Page, context: ReportContext) -> None:
-    """A cross-task sweep's trajectories: those of the Study A run it made (named by ``study_a_run``)."""
-    run_id = context.summary.get("study_a_run")
-    if not isinstance(run_id, str):
+    """A cross-task sweep's trajectories: those of the Study A runs it made (named by ``study_a_runs``)."""
+    runs = context.summary.get("study_a_runs")
+    if not isinstance(runs, dict) or not runs:
         return
-    try:
-        rows = jsonl_rows(context.finished_run(run_id).dir / "metrics.jsonl")
-    except (StoreError, ValueError, OSError) as error:
+    rows: list[dict[str, Any]] = []
+    unread: list[str] = []
+    for run_id in runs.values():
+        try:
+            rows += jsonl_rows(context.finished_run(str(run_id)).dir / "metrics.jsonl")
+        except (StoreError, ValueError, OSError) as error:
+            unread.append(f"{run_id}: {error}")
+    if unread:
         page.section("trajectories", "Training trajectories")
-        page.note(f"The trajectories of Study A run {run_id} cannot be read: {error}")
-        return
-    _draw_trajectories(page, context, rows, source=page.value(["study_a_run"]))
+        page.note("The trajectories of these Study A runs cannot be read: " + "; ".join(unread))
+    sources = ", ".join(page.value(["study_a_runs", task]) for task in runs)
+    _draw_trajectories(page, context, rows, source=sources, section=not unread)
 
 
 STUDY_A_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, trajectories, robustness)

@@ -139,7 +139,8 @@ def cell_summary(
         "run": run_id,
         "forget_task": config.forget_task,
         "eval_task": config.eval_task,
-        "source_run": config.source_run,
+        "forget_run": config.forget_run,
+        "eval_run": config.eval_run,
         "reference_acc_finetuned": reference["acc_finetuned"],
         "acc_eval_test": acc_eval_test,
         "acc_forget_train": acc_forget_train,
@@ -158,9 +159,9 @@ def sweep_summary(
     accuracy_after: dict[str, dict[str, float]],
     forget_fit: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
-    """The sweep's summary from its Study A run's summary ``study_a`` and, per ordered task pair (A, B), the
-    accuracy on B after forgetting A (``accuracy_after[A][B]``), the fit of A's forget set (``forget_fit[A][B]``)
-    and the run that measured them (``cells[A][B]``)."""
+    """The sweep's summary from its Study A runs' :func:`combined_summary` ``study_a`` and, per ordered task pair
+    (A, B), the accuracy on B after forgetting A (``accuracy_after[A][B]``), the fit of A's forget set
+    (``forget_fit[A][B]``) and the run that measured them (``cells[A][B]``)."""
     names = [ref.name for ref in config.tasks]
     per_task = study_a["tasks"]
     reference = {b: per_task[b]["acc_finetuned"] for b in names}
@@ -170,7 +171,7 @@ def sweep_summary(
         "experiment": config.experiment,
         "run": run_id,
         "model": config.model.name,
-        "study_a_run": study_a["run"],
+        "study_a_runs": study_a["runs"],
         "cells": cells,
         "crosstask": dict(matrix, forget_fit=forget_fit),
         "tasks": per_task,
