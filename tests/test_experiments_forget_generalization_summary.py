@@ -95,7 +95,7 @@ def test_cell_summary_carries_its_pair_accuracies_and_own_ratio():
 def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
     config = CrossTaskConfig(name="sweep", tasks=["a", "b"])
     study_a = {
-        "runs": {"a": "sweep-0123456789ab", "b": "sweep-ba9876543210"},
+        "study_a_runs": {"a": "sweep-0123456789ab", "b": "sweep-ba9876543210"},
         "tasks": {"a": {"acc_finetuned": 0.9, "category": "partial"}, "b": {"acc_finetuned": 0.52, "category": NOT_LEARNED}},
         "analysis": {"excluded": ["b"]},
     }
@@ -103,7 +103,7 @@ def test_sweep_summary_builds_the_matrix_against_each_tasks_reference():
     fit = {"a": {"a": 1.0, "b": 0.9}, "b": {"a": 0.8, "b": 1.0}}
     cells = {"a": {"a": "sweep-tasks-0123456789ab", "b": "cell-ab"}, "b": {"a": "cell-ba", "b": "sweep-tasks-0123456789ab"}}
     summary = sweep_summary(config, "sweep-1", study_a, cells, accuracy_after, fit)
-    assert summary["study_a_runs"] == study_a["runs"] and summary["cells"] == cells
+    assert summary["study_a_runs"] == study_a["study_a_runs"] and summary["cells"] == cells
     assert summary["tasks"] == study_a["tasks"] and summary["analysis"] == {"excluded": ["b"]}
     matrix = summary["crosstask"]
     assert matrix["reference"] == {"a": 0.9, "b": 0.52} and matrix["not_learned"] == ["b"]
@@ -126,7 +126,7 @@ def test_combined_summary_puts_one_task_runs_together_and_correlates_across_them
     cells = [one_task_run(t, r, c) for t, r, c in zip("abcd", ratios, confidences)]
     cells.append(one_task_run("e", None, 0.99, category=NOT_LEARNED))
     combined = combined_summary(cells)
-    assert combined["runs"] == {t: f"study-{t}" for t in "abcde"} and list(combined["tasks"]) == list("abcde")
+    assert combined["study_a_runs"] == {t: f"study-{t}" for t in "abcde"} and list(combined["tasks"]) == list("abcde")
     assert combined["tasks"]["b"] == cells[1][1]["tasks"]["b"]
     analysis = combined["analysis"]
     assert analysis["excluded"] == ["e"] and analysis["target"] == "forget_ratio"

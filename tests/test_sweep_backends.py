@@ -85,8 +85,10 @@ def test_one_task_cells_together_are_the_study_a_run_over_all_tasks(tmp_path):
     outcome = run_sweep(prepare_sweep(path, workers=2), tmp_path / "runs")
     assert outcome.failed == []
     combined = outcome.results["combined"]
-    assert combined["runs"] == {c.config.tasks[0].name: c.key for c in outcome.plan.cells}
+    assert combined["study_a_runs"] == {c.config.tasks[0].name: c.key for c in outcome.plan.cells}
     one_run = run_experiment(build_config(base), tmp_path / "one_run").summary()
     assert list(combined["tasks"]) == base["tasks"] and normalize(combined["tasks"]) == normalize(one_run["tasks"])
     assert combined["analysis"] == one_run["analysis"]
-    assert (outcome.folder / "report" / "behaviour.png").is_file()
+    figures = {p.name for p in (outcome.folder / "report").glob("*.png")}
+    assert {"behaviour.png", "synth_arith_forget_accuracy.png", "synth_compare_finetune_accuracy.png"} <= figures  # and the cells' trajectories
+    assert "cannot be read" not in (outcome.folder / "report.html").read_text()

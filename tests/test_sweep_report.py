@@ -80,7 +80,7 @@ def test_what_the_cells_say_together_is_drawn_by_the_experiments_own_sections(tm
     correlation = {"n": 3, "pearson_r": -0.97, "pearson_p": 0.15, "pearson_ci": [-1.0, -0.9], "spearman_rho": -1.0,
                    "spearman_p": 0.0, "spearman_ci": [-1.0, -1.0], "tasks": list(rows), "excluded": []}
     results = dict(sweep_results(search=False), experiment="forget_generalization", tradeoff=None, combined={
-        "experiment": "forget_generalization", "model": "smollm2-135m", "runs": {t: f"study-{t}" for t in rows}, "tasks": rows,
+        "experiment": "forget_generalization", "model": "smollm2-135m", "study_a_runs": {t: f"study-{t}" for t in rows}, "tasks": rows,
         "analysis": {"target": "forget_ratio", "correlations": {"confidence_pretrained": correlation}, "excluded": []}})
     html = write_sweep_report(tmp_path, results).read_text()
     ratio = rows["cola"]["forget_ratio"]

@@ -41,6 +41,7 @@ class ReportContext:
     config_text: str
     resolved: dict[str, Any]
     written: list[str] = field(default_factory=list)
+    runs_dir: Path | None = None  # where the other runs are (default: beside this run; a sweep's report says)
     _tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -79,7 +80,7 @@ class ReportContext:
     def finished_run(self, run_id: str) -> Run:
         """Another finished run of the same runs directory, through the store (StoreError when the folder has
         no catalog, the run is not in it or not finished; ValueError for a name that is not a run id)."""
-        return RunStore(self.run_dir.parent, create=False).finished_run(run_id)
+        return RunStore(self.runs_dir or self.run_dir.parent, create=False).finished_run(run_id)
 
     def figure(self, page: Page, figure: Any, name: str, caption: str) -> None:
         """Save a matplotlib figure as ``<run>/report/<name>.png`` (atomically) and show it on the page;

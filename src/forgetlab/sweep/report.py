@@ -70,7 +70,7 @@ def _combined(page: Page, results: dict[str, Any], folder: Path) -> None:
     combined = results.get("combined")
     if not combined:
         return
-    context = ReportContext(folder, combined, "", {})
+    context = ReportContext(folder, combined, "", {}, runs_dir=folder.parent.parent)  # <runs>/sweeps/<sweep id>
     for section in EXPERIMENTS.get(results["experiment"]).report_sections:
         section(page.within("combined"), context)
 

@@ -86,7 +86,7 @@ def measure_pairs(
     """Per ordered pair (A, B): the run that measured it, B's test accuracy after forgetting A and the fit of
     A's forget set. The diagonal comes from the Study A runs (``study_a``: their :func:`combined_summary`);
     every other pair is a ``cross_task_cell`` run."""
-    names, per_task, runs = [ref.name for ref in config.tasks], study_a["tasks"], study_a["runs"]
+    names, per_task, runs = [ref.name for ref in config.tasks], study_a["tasks"], study_a["study_a_runs"]
     cells: PairTable = {a: {} for a in names}
     accuracy_after: PairTable = {a: {} for a in names}
     forget_fit: PairTable = {a: {} for a in names}

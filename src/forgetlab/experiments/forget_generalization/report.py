@@ -3,7 +3,8 @@
 Each section shows only what the run has data for: the behaviour table and plot, the predictor correlations
 and scatters, item-level AUCs, probes, learn/forget order, the cross-task matrix (``cross_task``), and the
 accuracy trajectories of fine-tuning and forgetting, drawn from ``metrics.jsonl`` — a run's own, or for a
-cross-task sweep those of its Study A runs (``study_a_runs``, read through the store).
+summary that combines Study A runs (a cross-task matrix, a sweep of one-task cells) those of its runs
+(``study_a_runs``, read through the store).
 """
 
 from __future__ import annotations
@@ -276,14 +277,12 @@ def _draw_trajectories(page: Page, context: ReportContext, rows: list[dict[str, 
 
 
 def trajectories(page: Page, context: ReportContext) -> None:
-    """Accuracy of each scored split against the step, per task, while fine-tuning and while forgetting."""
-    _draw_trajectories(page, context, context.rows("metrics.jsonl"))
-
-
-def study_a_trajectories(page: Page, context: ReportContext) -> None:
-    """A cross-task sweep's trajectories: those of the Study A runs it made (named by ``study_a_runs``)."""
+    """Accuracy of each scored split against the step, per task, while fine-tuning and while forgetting: from the
+    run's own ``metrics.jsonl``, or for a summary that combines Study A runs (a cross-task matrix, a sweep of one-task
+    cells) from those runs' (``study_a_runs``, read through the store)."""
     runs = context.summary.get("study_a_runs")
     if not isinstance(runs, dict) or not runs:
+        _draw_trajectories(page, context, context.rows("metrics.jsonl"))
         return
     rows: list[dict[str, Any]] = []
     unread: list[str] = []
@@ -300,4 +299,4 @@ def study_a_trajectories(page: Page, context: ReportContext) -> None:
 
 
 STUDY_A_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, trajectories, robustness)
-CROSS_TASK_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, crosstask, study_a_trajectories)
+CROSS_TASK_SECTIONS: tuple[Section, ...] = (behaviour, predictors, item_predictors, probes, order, crosstask, trajectories)

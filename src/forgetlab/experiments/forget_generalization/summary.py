@@ -87,8 +87,8 @@ def run_summary(config: ForgetGeneralizationConfig, run_id: str, tasks: dict[str
 
 
 def combined_summary(cells: list[tuple[ForgetGeneralizationConfig, dict[str, Any]]]) -> dict[str, Any] | None:
-    """Study A runs (each its config and summary) as one summary: ``tasks`` (every run's), ``runs`` (task → the
-    run that measured it) and, when every run measured predictors, ``analysis`` (correlations across all tasks,
+    """Study A runs (each its config and summary) as one summary: ``tasks`` (every run's), ``study_a_runs`` (task →
+    the run that measured it) and, when every run measured predictors, ``analysis`` (correlations across all tasks,
     as one run over them all would give). None for fewer than two tasks, a task measured twice, or runs of
     different models or seeds, which are not one study."""
     if len({(config.model.model_dump_json(), config.seed) for config, _ in cells}) != 1:
@@ -103,7 +103,7 @@ def combined_summary(cells: list[tuple[ForgetGeneralizationConfig, dict[str, Any
     if len(tasks) < 2:
         return None
     first = cells[0][0]
-    combined: dict[str, Any] = {"experiment": first.experiment, "model": first.model.name, "runs": runs, "tasks": tasks}
+    combined: dict[str, Any] = {"experiment": first.experiment, "model": first.model.name, "study_a_runs": runs, "tasks": tasks}
     if all(config.analysis.predictors for config, _ in cells):
         combined["analysis"] = across_tasks(tasks, bootstrap=first.eval.bootstrap, seed=first.seed)
     return combined
@@ -171,7 +171,7 @@ def sweep_summary(
         "experiment": config.experiment,
         "run": run_id,
         "model": config.model.name,
-        "study_a_runs": study_a["runs"],
+        "study_a_runs": study_a["study_a_runs"],
         "cells": cells,
         "crosstask": dict(matrix, forget_fit=forget_fit),
         "tasks": per_task,
