@@ -181,3 +181,11 @@ def test_many_concurrent_writers_lose_nothing(tmp_path):
     for row in rows:
         summary = json.loads((tmp_path / row["id"] / "summary.json").read_text())
         assert row["id"] == f"w{summary['writer']}-{summary['i']:012x}"
+
+
+def test_stage_seconds_are_each_finished_stages_own_in_order(tmp_path):
+    run = RunStore(tmp_path).open(CONFIG, FINGERPRINT, RECORD)
+    run.save_stage("boolq/data", {"seconds": 1.5})
+    run.save_stage("boolq/finetune", {"seconds": 30.25, "metrics": []})
+    run.save_stage("analysis", {"x": 1})  # no seconds recorded: not counted
+    assert run.stage_seconds() == {"boolq/data": 1.5, "boolq/finetune": 30.25}

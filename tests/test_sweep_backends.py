@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from forgetlab.experiments import build_config, run_experiment
+from forgetlab.store import RunStore
 from forgetlab.sweep import prepare_sweep, run_sweep
 from tests.conftest import unlearn_raw_config
 
@@ -92,3 +93,8 @@ def test_one_task_cells_together_are_the_study_a_run_over_all_tasks(tmp_path):
     figures = {p.name for p in (outcome.folder / "report").glob("*.png")}
     assert {"behaviour.png", "synth_arith_forget_accuracy.png", "synth_compare_finetune_accuracy.png"} <= figures  # and the cells' trajectories
     assert "cannot be read" not in (outcome.folder / "report.html").read_text()
+    for planned, cell in zip(outcome.plan.cells, outcome.results["cells"]):  # its cost: its stages' seconds, as saved
+        run, task = RunStore(tmp_path / "runs").find(cell["run"]), planned.config.tasks[0].name
+        assert list(cell["cost"]["stages"])[:2] == [f"{task}/data", f"{task}/pretrained"] and cell["cost"]["cpu_threads"] == 1
+        assert cell["cost"]["stages"][f"{task}/forget"] == round(run.stage(f"{task}/forget")["seconds"], 1)
+        assert cell["cost"]["seconds"] == round(sum(run.stage_seconds().values()), 1) > 0

@@ -92,3 +92,26 @@ def test_what_the_cells_say_together_is_drawn_by_the_experiments_own_sections(tm
     assert "| cola | 0.500 | 0.900 | 0.500 | 0.500 | 1.000 | partial |" in markdown
     assert "| confidence_pretrained | 3 | -0.970 [-1.000, -0.900] | 0.150 | -1.000 [-1.000, -1.000] | 0.000 |" in markdown
     assert "| gradient_ascent | 0.001 | 2 | 2.060 [" in markdown  # the groups: axes, seeds, means with intervals
+
+
+def test_what_each_cell_cost_sums_its_stages_by_name(tmp_path):
+    """Stage seconds grouped by the key's last part (a two-task run's fine-tuning summed), in minutes; a cell with
+    no stage yet has no row; the HTML report shows each cell's total."""
+    results = sweep_results(search=False)
+    results["cells"][0]["cost"] = {"seconds": 930.0, "cpu_threads": 1, "stages": {
+        "rte/data": 6.0, "rte/finetune": 300.0, "rte/forget": 240.0, "boolq/finetune": 360.0, "order": 24.0}}
+    results["cells"][1]["cost"] = {"seconds": 0.0, "cpu_threads": 1, "stages": {}}
+    markdown = write_sweep_markdown(tmp_path, results).read_text()
+    assert "| cell | threads | data | finetune | forget | order | total |" in markdown
+    label = results["cells"][0]["label"]
+    assert f"| {label} | 1 | 0.1 | 11.0 | 4.0 | 0.4 | 15.5 |" in markdown
+    assert "1 cells, 0.26 hours of stage time in all." in markdown
+    html = write_sweep_report(tmp_path, results).read_text()
+    assert "<th>minutes</th>" in html.replace(' class="num"', "") and ">15.5<" in html
+
+
+def test_beyond_the_columns_the_smaller_stages_are_other():
+    from forgetlab.sweep.report import cost_table
+    stages = {"a": 60.0, "b": 120.0, "c": 6.0, "d": 30.0}
+    table = cost_table([{"label": "x", "cost": {"seconds": 216.0, "cpu_threads": 2, "stages": stages}}], columns=3)
+    assert "| cell | threads | a | b | other | total |" in table and "| x | 2 | 1.0 | 2.0 | 0.6 | 3.6 |" in table

@@ -279,6 +279,17 @@ class Run:
         atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
         atomic_write_text(self.dir / "examples.jsonl", "".join(json.dumps(e) + "\n" for e in examples))
 
+    def stage_seconds(self) -> dict[str, float]:
+        """The wall-clock seconds of every finished stage, in the order they finished (each from the attempt that
+        computed it, so a resumed run counts every stage once)."""
+        order_path = self.path("stages", "order.json")
+        seconds = {}
+        for key in read_json(order_path) if order_path.is_file() else []:
+            payload = self.stage(key) or {}
+            if isinstance(payload.get("seconds"), (int, float)):
+                seconds[key] = float(payload["seconds"])
+        return seconds
+
     def save_timings(self, timings: dict[str, Any]) -> None:
         """Wall-clock seconds of the run's parts, kept in ``timings.json`` apart from ``summary.json``
         so that identical runs have byte-identical results."""

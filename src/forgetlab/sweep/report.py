@@ -22,6 +22,7 @@ from forgetlab.store import atomic_write_text
 from forgetlab.sweep.aggregate import condition_axes, group_metrics
 
 MAX_PLOTTED_METRICS = 6
+MAX_COST_COLUMNS = 6
 
 
 def write_sweep_markdown(folder: Path, results: dict[str, Any]) -> Path:
@@ -37,9 +38,53 @@ def write_sweep_markdown(folder: Path, results: dict[str, Any]) -> Path:
                 + [with_interval(g["metrics"][m]["mean"], g["metrics"][m]["ci"]) if m in g["metrics"] else DASH for m in metrics]
                 for g in results["groups"]]
         parts += ["\n## Mean over seeds [bootstrap 95 % interval]\n", markdown_table([*conditions, "seeds", *metrics], rows)]
+    costs = cost_table(results["cells"])
+    if costs:
+        parts += ["\n## What each cell cost\n", "Wall-clock minutes of each run's stages, each from the attempt that "
+                  "computed it, grouped by stage name.\n", costs]
     path = folder / "results.md"
     atomic_write_text(path, "\n".join(parts), mode=0o644)
     return path
+
+
+def cost_table(cells: list[dict[str, Any]], *, columns: int = MAX_COST_COLUMNS) -> str:
+    """Per cell with a cost: its torch threads, minutes per stage name (a stage key's last part, summed over its
+    tasks or groups; the names beyond ``columns`` - 1 largest as "other") and in total. Empty when no cell has one."""
+    costed = [c for c in cells if c.get("cost") and c["cost"]["stages"]]
+    if not costed:
+        return ""
+    per_cell = [_by_stage_name(c["cost"]["stages"]) for c in costed]
+    totals: dict[str, float] = {}
+    for stages in per_cell:
+        for name, seconds in stages.items():
+            totals[name] = totals.get(name, 0.0) + seconds
+    names = list(totals)
+    if len(names) > columns:
+        largest = set(sorted(names, key=lambda n: -totals[n])[: columns - 1])
+        names = [n for n in names if n in largest]
+    shown = set(names)
+    rows = []
+    for cell, stages in zip(costed, per_cell):
+        other = sum(seconds for name, seconds in stages.items() if name not in shown)
+        minutes = [_minutes(stages.get(name)) for name in names] + ([_minutes(other)] if len(shown) < len(totals) else [])
+        rows.append([markdown_cell(cell["label"]), str(cell["cost"]["cpu_threads"] or DASH), *minutes,
+                     _minutes(cell["cost"]["seconds"])])
+    headers = ["cell", "threads", *names, *(["other"] if len(shown) < len(totals) else []), "total"]
+    total = sum(c["cost"]["seconds"] for c in costed)
+    return markdown_table(headers, rows) + f"\n{len(costed)} cells, {total / 3600:.2f} hours of stage time in all.\n"
+
+
+def _by_stage_name(stages: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage name (the last part of each key), in first-seen order."""
+    named: dict[str, float] = {}
+    for key, seconds in stages.items():
+        name = key.rsplit("/", 1)[-1]
+        named[name] = named.get(name, 0.0) + seconds
+    return named
+
+
+def _minutes(seconds: float | None) -> str:
+    return DASH if seconds is None else f"{seconds / 60:.1f}"
 
 
 def markdown_cell(value: Any) -> str:
@@ -94,8 +139,10 @@ def _cells(page: Page, results: dict[str, Any]) -> None:
     for i, cell in enumerate(results["cells"]):
         link = f'<a href="../../{esc(cell["run"])}/report.html">{esc(cell["run"])}</a>'
         status = esc(cell["status"]) + (f' <span class="muted">{esc(cell["message"])}</span>' if cell.get("message") else "")
-        rows.append([esc(cell["label"]), status, link, *(page.value(["cells", i, "values", m]) for m in metrics)])
-    page.table(["cell", "status", "run", *metrics], rows, numeric_from=3)
+        cost = cell.get("cost")
+        minutes = esc(_minutes(cost["seconds"])) if cost and cost["stages"] else "—"
+        rows.append([esc(cell["label"]), status, link, minutes, *(page.value(["cells", i, "values", m]) for m in metrics)])
+    page.table(["cell", "status", "run", "minutes", *metrics], rows, numeric_from=3)
 
 
 def _plots(page: Page, results: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """A sweep's results, gathered from the catalog: ``results.json`` in the sweep's folder (every cell with its
-axes, run and shown values; the groups over seeds with means and intervals; the trade-off front; what the cells
-say together, ``combined``, e.g. Study A's correlations across the tasks of one-task cells)."""
+axes, run, shown values and cost in stage seconds; the groups over seeds with means and intervals; the trade-off
+front; what the cells say together, ``combined``, e.g. Study A's correlations across the tasks of one-task cells)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,17 @@ def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, A
         "status": state.status,
         "message": state.message or None,
         "values": chosen(values, patterns) if patterns else values,
+        "cost": _cost(run, cell.config.cpu_threads) if run is not None else None,
     }
     return record, values, summary
+
+
+def _cost(run: Any, cpu_threads: int | None) -> dict[str, Any]:
+    """What a cell's run has cost so far: the wall-clock seconds of its finished stages (each from the attempt that
+    computed it), their total and the torch threads it ran on."""
+    stages = run.stage_seconds()
+    return {"seconds": round(sum(stages.values()), 1), "cpu_threads": cpu_threads,
+            "stages": {key: round(seconds, 1) for key, seconds in stages.items()}}
 
 
 def _tradeoff(experiment: Any, cells: list[dict[str, Any]], values: list[dict[str, float]]) -> dict[str, Any] | None:
