@@ -88,6 +88,12 @@ def test_what_the_cells_say_together_is_drawn_by_the_experiments_own_sections(tm
     assert 'data-key="combined.analysis.correlations.confidence_pretrained.pearson_r" data-value="-0.97"' in html
     assert "Behaviour per task" in html and "Predictors of the forget ratio" in html
     assert {p.name for p in (tmp_path / "report").glob("*.png")} >= {"behaviour.png", "predictor_confidence_pretrained.png"}
+    markdown = (tmp_path / "results.md").read_text()  # written with the report, linking its figures
+    assert "![Accuracy per task (bars: 95 % CI; dashed: chance)](report/behaviour.png)" in markdown
+    assert "](report/predictor_confidence_pretrained.png)" in markdown
+    (tmp_path / "report" / "old.png").write_bytes(b"")
+    write_sweep_report(tmp_path, dict(results, combined=None))  # nothing drawn together: no figure kept
+    assert not list((tmp_path / "report").glob("*.png")) and "## Figures" not in (tmp_path / "results.md").read_text()
     markdown = write_sweep_markdown(tmp_path, results).read_text()
     assert "| cola | 0.500 | 0.900 | 0.500 | 0.500 | 1.000 | partial |" in markdown
     assert "| confidence_pretrained | 3 | -0.970 [-1.000, -0.900] | 0.150 | -1.000 [-1.000, -1.000] | 0.000 |" in markdown

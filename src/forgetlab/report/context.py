@@ -40,7 +40,8 @@ class ReportContext:
     summary: dict[str, Any]
     config_text: str
     resolved: dict[str, Any]
-    written: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # the figures' file names, in the order drawn
+    captions: dict[str, str] = field(default_factory=dict)  # file name -> caption
     runs_dir: Path | None = None  # where the other runs are (default: beside this run; a sweep's report says)
     _tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
@@ -90,7 +91,15 @@ class ReportContext:
         png = png_bytes(figure)
         atomic_write_bytes(self.figures_dir / f"{name}.png", png, mode=0o644)  # a report is for reading
         self.written.append(f"{name}.png")
+        self.captions[f"{name}.png"] = caption
         page.figure(png, caption)
+
+    def remove_stale_figures(self) -> None:
+        """PNGs of an earlier report that this one did not draw (their data is gone) are removed."""
+        if self.figures_dir.is_dir():
+            for stale in self.figures_dir.glob("*.png"):
+                if stale.name not in self.captions:
+                    stale.unlink()
 
 
 #: A part of a report: adds headings, tables and figures to the page when the run has the data for them.

@@ -45,20 +45,11 @@ def render_report(context: ReportContext, sections: Sequence[Section] = ()) -> P
     _attack_runs(page, context)
     _all_values(page, context.summary, shown_open=not page.sections)
     _config(page, context)
-    _remove_stale_figures(context)
+    context.remove_stale_figures()
     path = context.run_dir / "report.html"
     title = f"forgetlab: {context.summary.get('run') or context.run_dir.name}"
     atomic_write_text(path, document(page, title), mode=0o644)
     return path
-
-
-def _remove_stale_figures(context: ReportContext) -> None:
-    """PNGs of an earlier report that this one did not draw (their data is gone) are removed."""
-    fresh = set(context.written)
-    if context.figures_dir.is_dir():
-        for stale in context.figures_dir.glob("*.png"):
-            if stale.name not in fresh:
-                stale.unlink()
 
 
 # --- the sections every report has ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from forgetlab.store import RunStore, atomic_write_json
 from forgetlab.sweep.backends import BACKENDS
 from forgetlab.sweep.driver import Scheduler, SweepState
 from forgetlab.sweep.plan import Plan, cell_config, plan
-from forgetlab.sweep.report import write_sweep_markdown, write_sweep_report
+from forgetlab.sweep.report import write_sweep_report
 from forgetlab.sweep.results import collect
 from forgetlab.sweep.search import Search, badness_of, search_identity
 from forgetlab.sweep.spec import SweepSpec, load_sweep
@@ -74,8 +74,7 @@ def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], No
         backend.close()
     results = dict(collect(sweep, state, store), search=found)
     atomic_write_json(folder / "results.json", results)
-    write_sweep_report(folder, results)
-    write_sweep_markdown(folder, results)
+    write_sweep_report(folder, results)  # and results.md
     return SweepOutcome(sweep, state, results, folder)
 
 

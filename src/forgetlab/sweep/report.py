@@ -15,7 +15,7 @@ import numpy as np
 from forgetlab.experiments import EXPERIMENTS
 from forgetlab.report.markdown import DASH, with_interval
 from forgetlab.report.markdown import table as markdown_table
-from forgetlab.report.context import ReportContext
+from forgetlab.report.context import FIGURES, ReportContext
 from forgetlab.report.page import Page, document, esc
 from forgetlab.report.plots import legend, number, plt, png_bytes, text
 from forgetlab.store import atomic_write_text
@@ -25,13 +25,17 @@ MAX_PLOTTED_METRICS = 6
 MAX_COST_COLUMNS = 6
 
 
-def write_sweep_markdown(folder: Path, results: dict[str, Any]) -> Path:
-    """``<sweep folder>/results.md``: the tables of what the cells say together (the experiment's) and the groups'
-    means with their intervals, in Markdown; returns its path."""
+def write_sweep_markdown(folder: Path, results: dict[str, Any], figures: dict[str, str] | None = None) -> Path:
+    """``<sweep folder>/results.md``: the tables of what the cells say together (the experiment's, with the
+    ``figures`` its report drew, file name -> caption, linked from ``report/``), the groups' means with their
+    intervals and what each cell cost, in Markdown; returns its path."""
     counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
     parts = [f"# Sweep {results['sweep']}\n", f"experiment {results['experiment'] or 'mixed'}, {len(results['cells'])} cells: {counts}\n"]
     if results.get("combined"):
         parts.append(EXPERIMENTS.get(results["experiment"]).markdown(results["combined"]))
+    if figures:
+        parts += ["\n## Figures\n", *(f"![{markdown_cell(caption)}]({FIGURES}/{name})\n\n*{caption}*\n"
+                                       for name, caption in figures.items())]
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
     if results["groups"] and metrics:
         rows = [[markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
@@ -93,31 +97,34 @@ def markdown_cell(value: Any) -> str:
 
 
 def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
-    """``<sweep folder>/report.html`` from ``results.json``'s content; returns its path."""
+    """``<sweep folder>/report.html`` from ``results.json``'s content, and ``results.md`` beside it (linking the
+    figures the report saved under ``report/``); returns the report's path."""
     page = Page(results)
     page.add(f"<h1>forgetlab sweep: {esc(results['sweep'])}</h1>")
     counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
     page.add(f'<p class="muted">experiment {esc(results["experiment"] or "mixed")} · {len(results["cells"])} cells: '
              f'{esc(counts)} · axes: {esc(", ".join(results["axes"]) or "none")}</p>')
     _search(page, results)
-    _combined(page, results, folder)
+    figures = _combined(page, results, folder)
     _groups(page, results)
     _plots(page, results)
     _tradeoff(page, results)
     _cells(page, results)
     path = folder / "report.html"
     atomic_write_text(path, document(page, f"forgetlab sweep: {results['sweep']}"), mode=0o644)
+    write_sweep_markdown(folder, results, figures)
     return path
 
 
-def _combined(page: Page, results: dict[str, Any], folder: Path) -> None:
-    """The cells together, as the experiment's report shows one run (values keyed ``combined.…``)."""
-    combined = results.get("combined")
-    if not combined:
-        return
-    context = ReportContext(folder, combined, "", {}, runs_dir=folder.parent.parent)  # <runs>/sweeps/<sweep id>
-    for section in EXPERIMENTS.get(results["experiment"]).report_sections:
-        section(page.within("combined"), context)
+def _combined(page: Page, results: dict[str, Any], folder: Path) -> dict[str, str]:
+    """The cells together, as the experiment's report shows one run (values keyed ``combined.…``); the figures
+    saved under ``report/`` (file name -> caption), earlier ones not drawn again removed."""
+    context = ReportContext(folder, results.get("combined") or {}, "", {}, runs_dir=folder.parent.parent)  # <runs>/sweeps/<id>
+    if context.summary:
+        for section in EXPERIMENTS.get(results["experiment"]).report_sections:
+            section(page.within("combined"), context)
+    context.remove_stale_figures()
+    return context.captions
 
 
 def _groups(page: Page, results: dict[str, Any]) -> None:
