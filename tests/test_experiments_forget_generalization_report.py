@@ -21,7 +21,7 @@ from tests.report_checks import (
     study_a_summary,
 )
 
-TRAJECTORIES = ["boolq_finetune_accuracy.png", "boolq_forget_accuracy.png"]
+TRAJECTORIES = ["trajectories.png"]
 
 
 def test_study_a_report_numbers_equal_summary(tmp_path):
@@ -84,9 +84,24 @@ def test_trajectories_are_drawn_from_metrics(tmp_path):
     run_dir = make_run(tmp_path, study_a_summary(extras=False), metrics=rows)
     parsed = assert_numbers_match(write_report(run_dir, STUDY_A_SECTIONS), study_a_summary(extras=False))
     assert "trajectories" in parsed.ids
-    drawn = sorted(p.name for p in (run_dir / "report").glob("*_accuracy.png"))
-    assert len(drawn) == 4 and set(TRAJECTORIES) <= set(drawn) and all("<" not in name for name in drawn)
-    assert not (run_dir / "plots").exists()
+    assert (run_dir / "report" / "trajectories.png").is_file() and not (run_dir / "plots").exists()
+
+
+def test_each_task_is_one_panel_fine_tuning_then_forgetting_on_one_axis():
+    from forgetlab.experiments.forget_generalization.plots import plot_trajectories
+
+    curves = {"boolq": {"finetune": {"test": [(0, 0.5), (8, 0.7), (16, 0.8)]},
+                        "forget": {"test": [(0, 0.8), (13, 0.6)], "forget": [(0, 0.9), (13, 0.5)]}},
+              "rte": {"finetune": {"test": [(0, 0.5), (4, 0.6)]}}}
+    fig = plot_trajectories(curves, ("finetune", "forget"))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["boolq", "rte"]
+    lines = [(list(line.get_xdata()), list(line.get_ydata())) for line in visible[0].lines if line.get_marker() == "o"]
+    assert lines == [([0, 8, 16], [0.5, 0.7, 0.8]), ([16, 29], [0.9, 0.5]), ([16, 29], [0.8, 0.6])]  # forgetting after step 16
+    starts = [line.get_xdata()[0] for line in visible[0].lines if line.get_linestyle() == ":"]
+    assert starts == [16]  # where forgetting starts; rte never forgot: no line
+    assert not [line for line in visible[1].lines if line.get_linestyle() == ":"]
+    assert plot_trajectories({}, ("finetune", "forget")) is None
 
 
 def test_cross_task_heatmap_and_tables(tmp_path):

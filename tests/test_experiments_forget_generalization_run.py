@@ -28,7 +28,7 @@ def test_full_pipeline_writes_everything(tmp_path):
     assert {m["split"] for m in metrics if m["stage"] == "forget" and m["metric"] == "acc"} == {"forget", "test"}
     examples = list(read_jsonl(run.dir / "examples.jsonl"))
     assert {e["stage"] for e in examples} >= {"pretrained", "finetuned", "forgotten", "forget"}
-    assert (run.dir / "report" / "synth_compare_forget_accuracy.png").is_file() and not (run.dir / "plots").exists()
+    assert (run.dir / "report" / "trajectories.png").is_file() and not (run.dir / "plots").exists()
     assert (run.dir / "stages" / "synth_compare" / "forgotten.safetensors").is_file()
     assert not (run.dir / "stages" / "synth_compare" / "forget-checkpoint").exists()
     assert "world_size: 1" in (run.dir / "config.yaml").read_text()

@@ -91,7 +91,7 @@ def test_one_task_cells_together_are_the_study_a_run_over_all_tasks(tmp_path):
     assert list(combined["tasks"]) == base["tasks"] and normalize(combined["tasks"]) == normalize(one_run["tasks"])
     assert combined["analysis"] == one_run["analysis"]
     figures = {p.name for p in (outcome.folder / "report").glob("*.png")}
-    assert {"behaviour.png", "synth_arith_forget_accuracy.png", "synth_compare_finetune_accuracy.png"} <= figures  # and the cells' trajectories
+    assert {"behaviour.png", "trajectories.png"} <= figures  # the cells' trajectories in one
     assert "cannot be read" not in (outcome.folder / "report.html").read_text()
     for planned, cell in zip(outcome.plan.cells, outcome.results["cells"]):  # its cost: its stages' seconds, as saved
         run, task = RunStore(tmp_path / "runs").find(cell["run"]), planned.config.tasks[0].name

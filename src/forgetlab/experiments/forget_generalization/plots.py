@@ -8,7 +8,7 @@ summary and ``metrics.jsonl``; each function returns a matplotlib figure, or Non
 * :func:`plot_order`: per item, the fine-tuning step it was learned at against the forgetting step it
   was forgotten at, one panel per split (marker area = number of items at that pair of steps);
 * :func:`plot_crosstask`: the cross-task forget-ratio matrix (rows: task forgotten, columns: task evaluated);
-* :func:`plot_trajectory`: accuracy of each scored split against the step of one training stage.
+* :func:`plot_trajectories`: per task, accuracy of each scored split against the step, fine-tuning then forgetting.
 """
 
 from __future__ import annotations
@@ -237,13 +237,37 @@ def plot_crosstask(crosstask: dict[str, Any]) -> Any | None:
 # --- trajectories ----------------------------------------------------------------------------------
 
 
-def plot_trajectory(task: str, stage: str, splits: dict[str, Points]) -> Any:
-    """Accuracy of each scored split against the optimizer step of one stage (fine-tuning or forgetting)."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for split, points in sorted(splits.items()):
-        steps, values = zip(*points)
-        ax.plot(steps, values, marker="o", label=text(split))
-    chance_line(ax)
-    ax.set(xlabel="optimizer step", ylabel="accuracy", ylim=(0, 1), title=f"{text(task)}: {stage}")
-    ax.legend(fontsize=8)
+def plot_trajectories(curves: dict[str, dict[str, dict[str, Points]]], stages: tuple[str, ...]) -> Any | None:
+    """One panel per task: the accuracy of each scored split against the optimizer step, the ``stages`` (fine-tuning,
+    then forgetting) one after the other on one axis, a dotted line where each later stage starts."""
+    tasks = [task for task in curves if any(curves[task].values())]
+    if not tasks:
+        return None
+    columns = min(4, len(tasks))
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.5 * rows + 0.3), squeeze=False, sharey=True)
+    splits = sorted({split for task in tasks for stage in curves[task].values() for split in stage})
+    colours = {split: f"C{i}" for i, split in enumerate(splits)}
+    for ax, task in zip(axes.flat, tasks):
+        offset = 0.0
+        for i, stage in enumerate(s for s in stages if curves[task].get(s)):
+            if i:
+                ax.axvline(offset, color="grey", linestyle=":", linewidth=1)
+            last = offset
+            for split, points in sorted(curves[task][stage].items()):
+                steps, values = zip(*points)
+                ax.plot([offset + x for x in steps], values, marker="o", markersize=2.5, linewidth=1.2, color=colours[split])
+                last = max(last, offset + max(steps))
+            offset = last
+        chance_line(ax)
+        ax.set(ylim=(0, 1), title=text(task))
+        ax.title.set_fontsize(9)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    fig.supxlabel(f"optimizer step ({', then '.join(stages)})", fontsize=9)
+    handles = [plt.Line2D([], [], color=colours[split], marker="o", markersize=3) for split in splits]
+    axes[0, 0].legend(handles, [f"split: {text(split)}" for split in splits], fontsize=7, loc="best")
+    fig.tight_layout()
     return fig

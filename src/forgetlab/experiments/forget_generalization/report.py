@@ -19,7 +19,7 @@ from forgetlab.experiments.forget_generalization.plots import (
     plot_order,
     plot_predictor,
     plot_probes,
-    plot_trajectory,
+    plot_trajectories,
     predictor_names,
     probe_models,
 )
@@ -251,15 +251,15 @@ def crosstask(page: Page, context: ReportContext) -> None:
 # --- trajectories -------------------------------------------------------------------------------------
 
 
-def _accuracy_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """``{(task, stage): {split: points}}`` of the accuracy rows of fine-tuning and forgetting."""
+def _accuracy_curves(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {stage: {split: points}}}`` of the accuracy rows of fine-tuning and forgetting."""
     def key(row: dict[str, Any]) -> tuple[str, str, str] | None:
         wanted = row.get("metric") == "acc" and row.get("stage") in TRAINING_STAGES
         return (row["task"], row["stage"], row["split"]) if wanted else None
 
-    grouped: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    grouped: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
     for (task, stage, split), points in curves(rows, key).items():
-        grouped[(task, stage)][split] = points
+        grouped[task][stage][split] = points
     return grouped
 
 
@@ -272,8 +272,8 @@ def _draw_trajectories(page: Page, context: ReportContext, rows: list[dict[str, 
         page.section("trajectories", "Training trajectories")
     if source:
         page.add(f'<p class="muted">From the Study A runs {source}.</p>')
-    for (task, stage), splits in sorted(grouped.items()):
-        context.figure(page, plot_trajectory(task, stage, splits), f"{slug(task)}_{stage}_accuracy", f"{task}: accuracy while {stage}")
+    context.figure(page, plot_trajectories(grouped, TRAINING_STAGES), "trajectories",
+                   "Accuracy per task while fine-tuning, then while forgetting (dotted: forgetting starts; dashed: chance)")
 
 
 def trajectories(page: Page, context: ReportContext) -> None:
