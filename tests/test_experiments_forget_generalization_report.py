@@ -47,7 +47,7 @@ def test_study_a_report_numbers_equal_summary(tmp_path):
     assert parsed.ids[:7] == ["behaviour", "predictors", "items", "probes", "order", "trajectories", "values"]
     assert "crosstask" not in parsed.ids
     pngs = sorted(p.name for p in (run_dir / "report").glob("*.png"))
-    assert {"behaviour.png", "predictor_hidden_variance.png", "probes_boolq.png", "order_piqa.png", *TRAJECTORIES} <= set(pngs)
+    assert {"behaviour.png", "predictor_hidden_variance.png", "probes_boolq.png", "order.png", *TRAJECTORIES} <= set(pngs)
     assert "predictor_hidden_layer.png" not in pngs
     assert len(parsed.images) == len(pngs)  # every figure on the page, none left over
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left"
@@ -180,3 +180,18 @@ def test_rewrite_removes_stale_plots(tmp_path):
     (run_dir / "summary.json").write_text(json.dumps(summary))
     write_report(run_dir, STUDY_A_SECTIONS)
     assert not list((run_dir / "report").glob("probes_*.png"))
+
+
+def test_order_is_one_panel_per_task_with_a_colour_per_split():
+    from forgetlab.experiments.forget_generalization.plots import plot_order
+
+    orders = {"boolq": {"forget": {"steps": [[8, 13], [8, 13], [16, 26]], "spearman_rho": -0.5}, "test": {"steps": [[0, 39]]}},
+              "rte": {"forget": {"steps": []}}, "cola": {"test": {"steps": [[24, 0]], "spearman_rho": 0.25}}}
+    fig = plot_order(orders)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["boolq  (forget ρ -0.50, test)", "cola  (test ρ 0.25)"]  # rte: no items
+    forget, test = visible[0].collections
+    assert forget.get_offsets().tolist() == [[8, 13], [16, 26]] and list(forget.get_sizes()) == [16, 8]  # 2 items at (8, 13)
+    assert test.get_offsets().tolist() == [[0, 39]]
+    assert visible[1].collections[0].get_facecolor().tolist() == test.get_facecolor().tolist()  # one colour per split
+    assert plot_order({"rte": {"forget": {"steps": []}}}) is None

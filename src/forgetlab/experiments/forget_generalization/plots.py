@@ -5,8 +5,8 @@ summary and ``metrics.jsonl``; each function returns a matplotlib figure, or Non
   and forgotten (forget set, true labels) accuracies with their 95 % CIs, chance marked;
 * :func:`plot_predictor`: one task-level predictor against the forget ratio, tasks labelled;
 * :func:`plot_probes`: probe pair and question accuracy by layer, one colour per model, chance marked;
-* :func:`plot_order`: per item, the fine-tuning step it was learned at against the forgetting step it
-  was forgotten at, one panel per split (marker area = number of items at that pair of steps);
+* :func:`plot_order`: per task, per item, the fine-tuning step it was learned at against the forgetting step it
+  was forgotten at, a colour per split (marker area = number of items at that pair of steps);
 * :func:`plot_crosstask`: the cross-task forget-ratio matrix (rows: task forgotten, columns: task evaluated);
 * :func:`plot_trajectories`: per task, accuracy of each scored split against the step, fine-tuning then forgetting.
 """
@@ -164,24 +164,48 @@ def _step_pairs(entry: dict[str, Any]) -> list[tuple[float, float]]:
     return pairs
 
 
-def plot_order(task: str, order: dict[str, Any]) -> Any | None:
-    """Per item: learn step (fine-tuning) against forget step (forgetting), one panel per split."""
-    splits = [s for s, entry in order.items() if isinstance(entry, dict) and _step_pairs(entry)]
-    if not splits:
+ORDER_SPLIT_COLOURS = ("tab:orange", "tab:blue", "tab:green")
+
+
+def plot_order(orders: dict[str, dict[str, Any]]) -> Any | None:
+    """One panel per task: per item, the learn step (fine-tuning) against the forget step (forgetting), each split in
+    its colour (marker area = number of items at that pair of steps)."""
+    drawn = {task: [s for s, entry in order.items() if isinstance(entry, dict) and _step_pairs(entry)]
+             for task, order in orders.items()}
+    drawn = {task: splits for task, splits in drawn.items() if splits}
+    if not drawn:
         return None
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.4), squeeze=False)
-    for ax, split in zip(axes[0], splits):
-        entry = order[split]
-        counts = Counter(_step_pairs(entry))  # steps are discrete: one marker per pair, its area the count
-        xs, ys = zip(*counts)
-        ax.scatter(xs, ys, s=[8 + 8 * (c - 1) ** 0.8 for c in counts.values()], alpha=0.6, color="tab:orange")
+    fig, axes = task_grid(len(drawn), width=3.4, height=2.8)
+    all_splits = list(dict.fromkeys(split for splits in drawn.values() for split in splits))
+    colours = dict(zip(all_splits, ORDER_SPLIT_COLOURS * len(all_splits)))
+    for ax, (task, splits) in zip(axes, drawn.items()):
+        rhos = []
+        for split in splits:
+            entry = orders[task][split]
+            counts = Counter(_step_pairs(entry))  # steps are discrete: one marker per pair, its area the count
+            xs, ys = zip(*counts)
+            ax.scatter(xs, ys, s=[8 + 8 * (c - 1) ** 0.8 for c in counts.values()], alpha=0.5, color=colours[split],
+                       label=text(split))
+            rho = number(entry.get("spearman_rho"))
+            rhos.append(f"{text(split)} ρ {rho:.2f}" if rho is not None else text(split))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        rho = number(entry.get("spearman_rho"))
-        title = f"{text(task)} / {text(split)}" + (f"  (ρ = {rho:.2f})" if rho is not None else "")
-        ax.set(xlabel="learn step (fine-tuning)", ylabel="forget step (forgetting)", title=title)
-        ax.title.set_fontsize(9)
+        ax.set_title(f"{text(task)}  ({', '.join(rhos)})", fontsize=8)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.supxlabel("learn step (fine-tuning)", fontsize=9)
+    fig.supylabel("forget step (forgetting)", fontsize=9)
+    fig.tight_layout()
     return fig
+
+
+def task_grid(panels: int, *, width: float, height: float, columns: int = 4, **options: Any) -> tuple[Any, list[Any]]:
+    """A figure with one panel per task, ``columns`` to a row; the panels in use (the rest hidden)."""
+    columns = min(columns, panels)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.3), squeeze=False, **options)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:panels])
 
 
 # --- cross-task ------------------------------------------------------------------------------------
@@ -243,12 +267,10 @@ def plot_trajectories(curves: dict[str, dict[str, dict[str, Points]]], stages: t
     tasks = [task for task in curves if any(curves[task].values())]
     if not tasks:
         return None
-    columns = min(4, len(tasks))
-    rows = -(-len(tasks) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.5 * rows + 0.3), squeeze=False, sharey=True)
+    fig, axes = task_grid(len(tasks), width=3.4, height=2.5, sharey=True)
     splits = sorted({split for task in tasks for stage in curves[task].values() for split in stage})
     colours = {split: f"C{i}" for i, split in enumerate(splits)}
-    for ax, task in zip(axes.flat, tasks):
+    for ax, task in zip(axes, tasks):
         offset = 0.0
         for i, stage in enumerate(s for s in stages if curves[task].get(s)):
             if i:
@@ -262,12 +284,9 @@ def plot_trajectories(curves: dict[str, dict[str, dict[str, Points]]], stages: t
         chance_line(ax)
         ax.set(ylim=(0, 1), title=text(task))
         ax.title.set_fontsize(9)
-    for ax in axes.flat[len(tasks):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy")
+    fig.supylabel("accuracy", fontsize=9)
     fig.supxlabel(f"optimizer step ({', then '.join(stages)})", fontsize=9)
     handles = [plt.Line2D([], [], color=colours[split], marker="o", markersize=3) for split in splits]
-    axes[0, 0].legend(handles, [f"split: {text(split)}" for split in splits], fontsize=7, loc="best")
+    axes[0].legend(handles, [f"split: {text(split)}" for split in splits], fontsize=7, loc="best")
     fig.tight_layout()
     return fig

@@ -181,8 +181,8 @@ def order(page: Page, context: ReportContext) -> None:
                 rows.append([esc(task), esc(split), page.value([*base, "n"]), page.value([*base, "spearman_rho"]),
                              page.value([*base, "spearman_p"], p=True), page.interval([*base, "spearman_ci"])]
                             + [page.value([*base, k]) for k in ("n_never_learned", "n_never_forgotten", "threshold")])
-    figures = {task: plot_order(task, splits) for task, splits in ordered.items()}
-    if not rows and not any(f is not None for f in figures.values()):
+    figure = plot_order(ordered)
+    if not rows and figure is None:
         return
     page.section("order", "Learn order vs forget order")
     page.add("<p>Per item: the fine-tuning step at which its confidence first reaches the threshold (learned) and the "
@@ -190,8 +190,7 @@ def order(page: Page, context: ReportContext) -> None:
              "“Learned first, forgotten last” shows as a negative Spearman ρ.</p>")
     if rows:
         page.table(["task", "split", "n", "Spearman ρ", "p", "95 % CI", "never learned", "never forgotten", "threshold"], rows, numeric_from=2)
-    for task, figure in figures.items():
-        context.figure(page, figure, f"order_{slug(task)}", f"{task}: learn step vs forget step")
+    context.figure(page, figure, "order", "Per item, per task: the step it was learned at against the step it was forgotten at")
 
 
 # --- cross-task ---------------------------------------------------------------------------------------
