@@ -98,3 +98,23 @@ def test_one_task_cells_together_are_the_study_a_run_over_all_tasks(tmp_path):
         assert list(cell["cost"]["stages"])[:2] == [f"{task}/data", f"{task}/pretrained"] and cell["cost"]["cpu_threads"] == 1
         assert cell["cost"]["stages"][f"{task}/forget"] == round(run.stage(f"{task}/forget")["seconds"], 1)
         assert cell["cost"]["seconds"] == round(sum(run.stage_seconds().values()), 1) > 0
+
+
+def test_results_only_reports_the_cells_finished_so_far_and_starts_nothing(tmp_path):
+    from forgetlab.sweep import sweep_results
+
+    planned = prepare_sweep(tiny_sweep(tmp_path))
+    runs = tmp_path / "runs"
+    first = planned.cells[0]
+    assert run_experiment(build_config(first.recipe()), runs).id == first.key  # finished outside the sweep
+    outcome = sweep_results(planned, runs)
+    assert outcome.results["counts"] == {"finished": 1, "running": 0, "failed": 0, "blocked": 0, "waiting": 3}
+    assert [c["status"] for c in outcome.results["cells"]] == ["finished", "waiting", "waiting", "waiting"]
+    assert outcome.results["cells"][0]["values"] and outcome.results["cells"][1]["cost"] is None
+    assert [r["id"] for r in RunStore(runs).list()] == [first.key]  # nothing started
+    assert {"results.json", "results.md", "report.html", "plan.json"} <= {p.name for p in outcome.folder.iterdir()}
+    with pytest.raises(ValueError, match="search"):
+        search = dict(yaml.safe_load(Path(tiny_sweep(tmp_path)).read_text()), grid=None,
+                      search={"objective": "selected.forget_loss", "trials": 2, "space": {"forget.lr": {"log_uniform": [1e-4, 1e-2]}}})
+        (tmp_path / "search.yaml").write_text(yaml.safe_dump({k: v for k, v in search.items() if v is not None}))
+        sweep_results(prepare_sweep(tmp_path / "search.yaml"), runs)

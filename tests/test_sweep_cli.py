@@ -47,3 +47,17 @@ def test_a_backend_that_is_not_installed_names_its_extra(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "backend ray: ray is not installed; pip install 'forgetlab[ray]'" in result.output
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_results_only_writes_the_results_of_what_is_finished_and_starts_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["sweep", sweep_file(tmp_path, name="partial"), "--results-only", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert "0/2 finished, 0 running, 0 failed, 2 waiting" in result.output
+    folder = next((runs / "sweeps").iterdir())
+    assert (folder / "results.md").is_file() and not [p for p in runs.iterdir() if p.name.startswith("partial-")]
+    search = tmp_path / "search.yaml"
+    search.write_text(yaml.safe_dump({"base": unlearn_raw_config(), "search": {
+        "objective": "selected.forget_loss", "trials": 2, "space": {"forget.lr": {"log_uniform": [1e-4, 1e-2]}}}}))
+    result = runner.invoke(app, ["sweep", str(search), "--results-only", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "search" in result.output

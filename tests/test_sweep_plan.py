@@ -88,3 +88,11 @@ def test_a_bad_cell_is_named_with_its_assignment(tmp_path, sweep, fragment):
 def test_overrides_apply_to_the_base(tmp_path):
     plan = prepare_sweep(write(tmp_path, {"base": unlearn_raw_config(), "grid": {"seed": [0]}}), ["forget.lr=0.25"])
     assert plan.cells[0].config.forget.lr == 0.25
+
+
+def test_a_cell_label_shows_a_task_by_its_name():
+    from forgetlab.sweep.plan import label_of
+
+    assert label_of({"tasks": [{"name": "cb", "source": "local"}], "data.finetune_size": 150}) == "tasks=cb data.finetune_size=150"
+    assert label_of({"tasks": ["rte", {"name": "boolq"}], "forget.options": {"beta": 0.5}}) == "tasks=rte,boolq forget.options={'beta': 0.5}"
+    assert label_of({}) == "base"

@@ -158,6 +158,9 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", help="ray backend: auto or ray://host:port [default: a local Ray instance]"),
     runs_dir: str = typer.Option(None, "--runs-dir", help="where runs are stored [env FORGETLAB_RUNS, default ./runs]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the cells (and the runs they start) without running them"),
+    results_only: bool = typer.Option(False, "--results-only", help="write results.json, results.md and report.html "
+                                      "from the cells finished so far (while the sweep runs elsewhere, or after it was "
+                                      "stopped); start nothing"),
 ) -> None:
     """Run every cell of a sweep (skipping finished ones, resuming interrupted ones), in the order their needs
     allow; then the mean over seeds with bootstrap intervals, results.json and report.html in the sweep's folder
@@ -166,12 +169,18 @@ def sweep(
     Exit codes: 0 done, 2 bad input, 3 some cells failed (the others are kept), 130/143 interrupted.
     """
     from forgetlab.interrupt import handle_sigterm
-    from forgetlab.sweep import prepare_sweep, run_sweep
+    from forgetlab.sweep import prepare_sweep, run_sweep, sweep_results
 
     with _errors(), handle_sigterm():
         planned = prepare_sweep(sweep_file, set_ or [], backend=backend, workers=workers, address=address)
         if dry_run:
             _print_plan(planned)
+            return
+        if results_only:
+            outcome = sweep_results(planned, runs_dir or runs_dir_default())
+            err.print(outcome.state.line(planned.id).split(" · ")[0], highlight=False, soft_wrap=True)
+            _print_groups(outcome.results)
+            print(outcome.folder.resolve())
             return
         with _SweepProgress(planned.id) as progress:
             outcome = run_sweep(planned, runs_dir or runs_dir_default(), progress.show)

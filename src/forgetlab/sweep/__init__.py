@@ -19,7 +19,7 @@ import numpy as np
 from forgetlab.config import apply_overrides
 from forgetlab.store import RunStore, atomic_write_json
 from forgetlab.sweep.backends import BACKENDS
-from forgetlab.sweep.driver import Scheduler, SweepState
+from forgetlab.sweep.driver import Scheduler, SweepState, found_state
 from forgetlab.sweep.plan import Plan, cell_config, plan
 from forgetlab.sweep.report import write_sweep_report
 from forgetlab.sweep.results import collect
@@ -72,6 +72,22 @@ def run_sweep(sweep: Plan, runs_dir: str | Path, show: Callable[[SweepState], No
             atomic_write_json(folder / "plan.json", plan_record(sweep))  # a search's cells are known now
     finally:
         backend.close()
+    return _write_results(sweep, state, store, folder, found)
+
+
+def sweep_results(sweep: Plan, runs_dir: str | Path) -> SweepOutcome:
+    """The results and report of the cells of ``sweep`` finished so far (while it runs elsewhere, or after it was
+    stopped); nothing is started. ValueError for a search, whose cells only its run knows."""
+    if sweep.spec.search is not None:
+        raise ValueError("results of a search come from running it (its trials are chosen as it goes)")
+    store, folder = RunStore(runs_dir), sweep.folder(Path(runs_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "plan.json", plan_record(sweep))
+    return _write_results(sweep, found_state(sweep, store), store, folder, None)
+
+
+def _write_results(sweep: Plan, state: SweepState, store: RunStore, folder: Path, found: Any) -> SweepOutcome:
+    """``results.json``, ``report.html`` and ``results.md`` in the sweep's folder."""
     results = dict(collect(sweep, state, store), search=found)
     atomic_write_json(folder / "results.json", results)
     write_sweep_report(folder, results)  # and results.md
@@ -88,4 +104,4 @@ def plan_record(sweep: Plan) -> dict[str, Any]:
     }
 
 
-__all__ = ["Plan", "SweepOutcome", "SweepSpec", "load_sweep", "prepare_sweep", "run_sweep"]
+__all__ = ["Plan", "SweepOutcome", "SweepSpec", "load_sweep", "prepare_sweep", "run_sweep", "sweep_results"]

@@ -60,6 +60,17 @@ class SweepState:
         return f"sweep {name}: {', '.join(parts)} · {timing}"
 
 
+def found_state(plan: Plan, store: RunStore) -> SweepState:
+    """Every cell as the catalog has it now (finished, running elsewhere, failed, or not started: waiting);
+    nothing is started."""
+    cells = {}
+    for cell in plan.cells:
+        run = store.get(cell.key)
+        status = run.status if run is not None and run.status in ("finished", "running", "failed") else "waiting"
+        cells[cell.key] = CellState(cell, status, message=(run.error or "") if run is not None else "")
+    return SweepState(cells, capacity=0)
+
+
 class Scheduler:
     """Starts ready cells on the backend up to its capacity, polls them, and records how each ended."""
 

@@ -66,8 +66,17 @@ class Plan:
 
 
 def label_of(assignment: Assignment) -> str:
-    """``forget.method=npo seed=1`` (or ``base`` for the one cell of a sweep without axes)."""
-    return " ".join(f"{key}={value}" for key, value in assignment.items()) or BASE_LABEL
+    """``forget.method=npo seed=1``, ``tasks=boolq`` (a mapping shown by its ``name``), or ``base`` for the one cell
+    of a sweep without axes."""
+    return " ".join(f"{key}={_shown(value)}" for key, value in assignment.items()) or BASE_LABEL
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_shown(v) for v in value)
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return value["name"]
+    return str(value)
 
 
 def cell_config(spec: SweepSpec, base: dict[str, Any], assignment: Assignment, origin: str) -> ExperimentConfig:

@@ -28,7 +28,7 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
         "experiment": experiment and next(iter(experiments)),
         "axes": axes,
         "metrics": patterns,
-        "counts": {status: state.count(status) for status in ("finished", "failed", "blocked", "waiting")},
+        "counts": {status: state.count(status) for status in ("finished", "running", "failed", "blocked", "waiting")},
         "cells": cells,
         "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
         "tradeoff": _tradeoff(experiment, cells, values) if experiment and experiment.tradeoff else None,
