@@ -263,32 +263,24 @@ class Run:
     def save_stage(self, key: str, payload: dict[str, Any]) -> None:
         """Record a finished stage (atomically) and refresh metrics.jsonl/examples.jsonl."""
         atomic_write_json(self.stage_path(key), payload)
-        order_path = self.path("stages", "order.json")
-        order = read_json(order_path) if order_path.is_file() else []
+        order = self.stage_order()
         if key not in order:
-            order.append(key)
-            atomic_write_json(order_path, order)
-        self._rebuild_tables(order)
-
-    def _rebuild_tables(self, order: list[str]) -> None:
+            atomic_write_json(self.stage_path("order"), order := [*order, key])
         metrics, examples = [], []
-        for key in order:
-            payload = self.stage(key) or {}
-            metrics.extend(payload.get("metrics", []))
-            examples.extend(payload.get("examples", []))
+        for payload in map(self.stage, order):
+            metrics.extend((payload or {}).get("metrics", []))
+            examples.extend((payload or {}).get("examples", []))
         atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
         atomic_write_text(self.dir / "examples.jsonl", "".join(json.dumps(e) + "\n" for e in examples))
 
+    def stage_order(self) -> list[str]:
+        """The keys of the finished stages, in the order they finished (``stages/order.json``)."""
+        return read_json(self.stage_path("order")) if self.stage_path("order").is_file() else []
+
     def stage_seconds(self) -> dict[str, float]:
-        """The wall-clock seconds of every finished stage, in the order they finished (each from the attempt that
-        computed it, so a resumed run counts every stage once)."""
-        order_path = self.path("stages", "order.json")
-        seconds = {}
-        for key in read_json(order_path) if order_path.is_file() else []:
-            payload = self.stage(key) or {}
-            if isinstance(payload.get("seconds"), (int, float)):
-                seconds[key] = float(payload["seconds"])
-        return seconds
+        """The wall-clock seconds of every finished stage, in order (each from the attempt that computed it)."""
+        payloads = {key: self.stage(key) or {} for key in self.stage_order()}
+        return {key: float(p["seconds"]) for key, p in payloads.items() if isinstance(p.get("seconds"), (int, float))}
 
     def save_timings(self, timings: dict[str, Any]) -> None:
         """Wall-clock seconds of the run's parts, kept in ``timings.json`` apart from ``summary.json``
