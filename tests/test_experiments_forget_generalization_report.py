@@ -9,6 +9,7 @@ from forgetlab.experiments.forget_generalization.report import CATEGORY_LABELS, 
 from forgetlab.metrics.forgetting import CATEGORIES
 from forgetlab.report.html import write_report
 from forgetlab.report.page import key_of
+from forgetlab.report.plots import plt
 from tests.report_checks import (
     ODD,
     accuracy_rows,
@@ -101,6 +102,7 @@ def test_each_task_is_one_panel_fine_tuning_then_forgetting_on_one_axis():
     starts = [line.get_xdata()[0] for line in visible[0].lines if line.get_linestyle() == ":"]
     assert starts == [16]  # where forgetting starts; rte never forgot: no line
     assert not [line for line in visible[1].lines if line.get_linestyle() == ":"]
+    plt.close(fig)
     assert plot_trajectories({}, ("finetune", "forget")) is None
 
 
@@ -194,4 +196,5 @@ def test_order_is_one_panel_per_task_with_a_colour_per_split():
     assert forget.get_offsets().tolist() == [[8, 13], [16, 26]] and list(forget.get_sizes()) == [16, 8]  # 2 items at (8, 13)
     assert test.get_offsets().tolist() == [[0, 39]]
     assert visible[1].collections[0].get_facecolor().tolist() == test.get_facecolor().tolist()  # one colour per split
+    plt.close(fig)
     assert plot_order({"rte": {"forget": {"steps": []}}}) is None

@@ -32,4 +32,5 @@ def test_the_same_figure_gives_the_same_bytes():
         ax.plot([0, 1], [1, 0])
         return png_bytes(fig)
 
-    assert draw() == draw() and plt.get_fignums() == []
+    open_before = plt.get_fignums()
+    assert draw() == draw() and plt.get_fignums() == open_before  # closed once saved
