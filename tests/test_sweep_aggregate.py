@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forgetlab.sweep.aggregate import chosen, flatten, group_cells, mean_with_ci, pareto_front
+from forgetlab.sweep.aggregate import chosen, flatten, group_cells, mean_with_ci, pareto_front, single_matches
 
 
 def test_flatten_keeps_finite_numbers_by_dotted_key():
@@ -16,6 +16,20 @@ def test_flatten_keeps_finite_numbers_by_dotted_key():
 def test_chosen_matches_patterns_in_their_order():
     values = {"tasks.rte.forget_ratio": 0.5, "tasks.cola.forget_ratio": 0.25, "tasks.rte.acc": 0.9, "steps": 3.0}
     assert list(chosen(values, ["steps", "tasks.*.forget_ratio"])) == ["steps", "tasks.rte.forget_ratio", "tasks.cola.forget_ratio"]
+
+
+def test_a_per_task_metric_of_one_task_cells_is_one_column_named_by_its_pattern():
+    rte = {"tasks.rte.forget_ratio": 0.5, "tasks.rte.acc": 0.9, "groups.id.steps": 1.0, "groups.ood.steps": 2.0}
+    cola = {"tasks.cola.forget_ratio": 0.25, "groups.id.steps": 3.0, "groups.ood.steps": 4.0}
+    patterns = ["tasks.*.forget_ratio", "tasks.*.acc", "groups.*.steps", "steps", "tasks.rte.acc"]
+    single = single_matches([rte, cola, {}], patterns)
+    # tasks.*.acc: one key in all the cells (no column per task to save); groups.*: two per cell; no wildcard
+    assert single == ["tasks.*.forget_ratio"]
+    assert chosen(rte, patterns, single) == {"tasks.*.forget_ratio": 0.5, "tasks.rte.acc": 0.9,
+                                             "groups.id.steps": 1.0, "groups.ood.steps": 2.0}
+    assert chosen(cola, patterns, single) == {"tasks.*.forget_ratio": 0.25, "groups.id.steps": 3.0, "groups.ood.steps": 4.0}
+    both = {**rte, **cola}  # a cell over two tasks: a column per task again
+    assert single_matches([rte, both], patterns) == []
 
 
 def test_mean_ci_is_the_percentile_bootstrap_of_the_mean_over_seeds():

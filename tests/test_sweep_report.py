@@ -121,3 +121,25 @@ def test_beyond_the_columns_the_smaller_stages_are_other():
     stages = {"a": 60.0, "b": 120.0, "c": 6.0, "d": 30.0}
     table = cost_table([{"label": "x", "cost": {"seconds": 216.0, "cpu_threads": 2, "stages": stages}}], columns=3)
     assert "| cell | threads | a | b | other | total |" in table and "| x | 2 | 1.0 | 2.0 | 0.6 | 3.6 |" in table
+
+
+def test_a_sweep_over_tasks_shows_them_by_name_with_a_column_per_metric(tmp_path):
+    from forgetlab.report.plots import plt
+    from forgetlab.sweep.report import plot_against
+
+    tasks = {"boolq": (0.63, None), "rte": (0.58, None), "cb": (0.9, 150)}
+    cells = [{"run": f"a-{name}", "label": f"tasks={name}", "seed": 0, "status": "finished", "message": None,
+              "axes": {"tasks": [{"name": name, "source": "local"}], "data.finetune_size": size},
+              "values": {"tasks.*.acc_finetuned": acc}} for name, (acc, size) in tasks.items()]
+    axes = ["tasks", "data.finetune_size"]
+    results = {"sweep": "study-0123456789ab", "name": "study", "experiment": "forget_generalization", "axes": axes,
+               "metrics": ["tasks.*.acc_finetuned"], "counts": {"finished": 3}, "cells": cells,
+               "groups": group_cells(cells, axes), "tradeoff": None, "search": None, "combined": None}
+    markdown = write_sweep_markdown(tmp_path, results).read_text()
+    assert "| tasks | data.finetune_size | seeds | tasks.*.acc_finetuned |" in markdown
+    assert "| boolq | — | 1 | 0.630 |" in markdown and "| cb | 150 | 1 | 0.900 |" in markdown
+    html = write_sweep_report(tmp_path, results).read_text()
+    assert "{&#x27;name&#x27;" not in html and "{'name'" not in html  # no mapping shown as Python
+    fig = plot_against(results["groups"], "tasks", "tasks.*.acc_finetuned", ["tasks", "data.finetune_size"])
+    assert [tick.get_text() for tick in fig.axes[0].get_xticklabels()] == ["boolq", "rte", "cb"]
+    plt.close(fig)

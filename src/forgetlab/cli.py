@@ -241,6 +241,7 @@ def _print_groups(results: dict) -> None:
     if not groups:
         return
     from forgetlab.sweep.aggregate import condition_axes, group_metrics
+    from forgetlab.sweep.plan import shown
 
     axes, metrics = condition_axes(results["axes"]), group_metrics(groups)
     if not metrics:
@@ -250,7 +251,8 @@ def _print_groups(results: dict) -> None:
         table.add_column(column, overflow="fold")
     for group in groups:
         found = group["metrics"]
-        cells = [_fmt(group["axes"][a]) for a in axes] + [str(len(group["runs"]))]
+        cells = [_fmt(value) if isinstance(value := group["axes"][a], float) or value is None else shown(value) for a in axes]
+        cells.append(str(len(group["runs"])))
         cells += [_mean_ci(found[m]) if m in found else "—" for m in metrics]
         table.add_row(*cells)
     out.print(table)

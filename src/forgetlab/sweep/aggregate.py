@@ -27,14 +27,30 @@ def flatten(summary: Any, prefix: str = "") -> dict[str, float]:
     return found
 
 
-def chosen(values: dict[str, float], patterns: Iterable[str]) -> dict[str, float]:
-    """The values whose keys match one of ``patterns`` (``*`` matches any run of characters), in pattern order."""
+def chosen(values: dict[str, float], patterns: Iterable[str], single: Iterable[str] = ()) -> dict[str, float]:
+    """The values whose keys match one of ``patterns`` (``*`` matches any run of characters), in pattern order; a
+    pattern in ``single`` matches at most one key here, whose value is kept under the pattern itself."""
     picked: dict[str, float] = {}
+    single = set(single)
     for pattern in patterns:
-        for key in values:
-            if fnmatch.fnmatchcase(key, pattern):
-                picked.setdefault(key, values[key])
+        for key in _matches(values, pattern):
+            picked.setdefault(pattern if pattern in single else key, values[key])
     return picked
+
+
+def single_matches(all_values: list[dict[str, float]], patterns: Iterable[str]) -> list[str]:
+    """The wildcard patterns that match at most one key in every cell's values and different keys across the
+    cells: a per-task metric of one-task cells (``tasks.*.forget_ratio``), one column instead of one per task."""
+    found = []
+    for pattern in patterns:
+        matched = [_matches(values, pattern) for values in all_values]
+        if "*" in pattern and all(len(keys) <= 1 for keys in matched) and len({k for keys in matched for k in keys}) > 1:
+            found.append(pattern)
+    return found
+
+
+def _matches(values: dict[str, float], pattern: str) -> list[str]:
+    return [key for key in values if fnmatch.fnmatchcase(key, pattern)]
 
 
 def condition_axes(axes: list[str]) -> list[str]:

@@ -68,12 +68,14 @@ class Plan:
 def label_of(assignment: Assignment) -> str:
     """``forget.method=npo seed=1``, ``tasks=boolq`` (a mapping shown by its ``name``), or ``base`` for the one cell
     of a sweep without axes."""
-    return " ".join(f"{key}={_shown(value)}" for key, value in assignment.items()) or BASE_LABEL
+    return " ".join(f"{key}={shown(value)}" for key, value in assignment.items()) or BASE_LABEL
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """An axis value as people read it: a list joined by commas, a mapping with a ``name`` by that name (a task
+    reference), anything else as ``str``."""
     if isinstance(value, (list, tuple)):
-        return ",".join(_shown(v) for v in value)
+        return ",".join(shown(v) for v in value)
     if isinstance(value, dict) and isinstance(value.get("name"), str):
         return value["name"]
     return str(value)

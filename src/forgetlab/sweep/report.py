@@ -20,6 +20,7 @@ from forgetlab.report.page import Page, document, esc
 from forgetlab.report.plots import legend, number, plt, png_bytes, text
 from forgetlab.store import atomic_write_text
 from forgetlab.sweep.aggregate import condition_axes, group_metrics
+from forgetlab.sweep.plan import shown
 
 MAX_PLOTTED_METRICS = 6
 MAX_COST_COLUMNS = 6
@@ -38,7 +39,7 @@ def write_sweep_markdown(folder: Path, results: dict[str, Any], figures: dict[st
                                        for name, caption in figures.items())]
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
     if results["groups"] and metrics:
-        rows = [[markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
+        rows = [[DASH if g["axes"][a] is None else markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
                 + [with_interval(g["metrics"][m]["mean"], g["metrics"][m]["ci"]) if m in g["metrics"] else DASH for m in metrics]
                 for g in results["groups"]]
         parts += ["\n## Mean over seeds [bootstrap 95 % interval]\n", markdown_table([*conditions, "seeds", *metrics], rows)]
@@ -92,8 +93,8 @@ def _minutes(seconds: float | None) -> str:
 
 
 def markdown_cell(value: Any) -> str:
-    """An axis value in a Markdown cell (its pipes escaped)."""
-    return str(value).replace("|", "\\|")
+    """An axis value (as :func:`shown`) or a caption in a Markdown cell, its pipes escaped."""
+    return shown(value).replace("|", "\\|")
 
 
 def write_sweep_report(folder: Path, results: dict[str, Any]) -> Path:
@@ -132,11 +133,16 @@ def _groups(page: Page, results: dict[str, Any]) -> None:
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
     rows = []
     for i, group in enumerate(results["groups"]):
-        cells = [page.value(["groups", i, "axes", a]) for a in conditions] + [esc(len(group["runs"]))]
+        cells = [_axis_value(page, group["axes"][a], ["groups", i, "axes", a]) for a in conditions] + [esc(len(group["runs"]))]
         cells += [page.value(["groups", i, "metrics", m, "mean"]) + page.interval(["groups", i, "metrics", m, "ci"])
                   if m in group["metrics"] else "—" for m in metrics]
         rows.append(cells)
     page.table([*conditions, "seeds", *metrics], rows, numeric_from=len(conditions))
+
+
+def _axis_value(page: Page, value: Any, parts: list[Any]) -> str:
+    """A number or string with its exact value; a list or mapping (a task reference) as :func:`shown`."""
+    return esc(shown(value)) if isinstance(value, (list, dict)) else page.value(parts)
 
 
 def _cells(page: Page, results: dict[str, Any]) -> None:
@@ -175,7 +181,7 @@ def plot_against(groups: list[dict[str, Any]], axis: str, metric: str, condition
         found = group["metrics"].get(metric)
         if found is None:
             continue
-        rest = ", ".join(f"{a}={group['axes'][a]}" for a in conditions if a != axis)
+        rest = ", ".join(f"{a}={shown(group['axes'][a])}" for a in conditions if a != axis)
         series.setdefault(rest, []).append((positions[repr(group["axes"][axis])], found["mean"], found["ci"]))
     for name, points in sorted(series.items()):
         points.sort(key=lambda p: p[0])
@@ -183,9 +189,10 @@ def plot_against(groups: list[dict[str, Any]], axis: str, metric: str, condition
         low = [p[1] - p[2][0] if p[2] else 0.0 for p in points]
         high = [p[2][1] - p[1] if p[2] else 0.0 for p in points]
         ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=text(name) if name else None)
-    labels = sorted(positions, key=positions.get)
     if not all(number(v) is not None for v in [g["axes"][axis] for g in groups]):
-        ax.set_xticks([positions[k] for k in labels], [text(k.strip("'")) for k in labels], rotation=20, fontsize=7)
+        labels = {repr(g["axes"][axis]): shown(g["axes"][axis]) for g in groups}
+        ticks = sorted(positions, key=positions.get)
+        ax.set_xticks([positions[k] for k in ticks], [text(labels[k]) for k in ticks], rotation=20 if len(ticks) < 8 else 60, fontsize=7)
     ax.set_xlabel(text(axis))
     ax.set_ylabel(text(metric), fontsize=8)
     legend(ax, 6)
@@ -205,6 +212,7 @@ def heatmap(groups: list[dict[str, Any]], rows_axis: str, cols_axis: str, metric
     """The group means of ``metric`` over two axes."""
     rows = list(dict.fromkeys(repr(g["axes"][rows_axis]) for g in groups))
     cols = list(dict.fromkeys(repr(g["axes"][cols_axis]) for g in groups))
+    labels = {repr(g["axes"][a]): shown(g["axes"][a]) for g in groups for a in (rows_axis, cols_axis)}
     grid = np.full((len(rows), len(cols)), math.nan)
     for group in groups:
         found = group["metrics"].get(metric)
@@ -215,8 +223,8 @@ def heatmap(groups: list[dict[str, Any]], rows_axis: str, cols_axis: str, metric
     for (r, c), value in np.ndenumerate(grid):
         if math.isfinite(value):
             ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
-    ax.set_xticks(range(len(cols)), [text(c.strip("'")) for c in cols], fontsize=7, rotation=20)
-    ax.set_yticks(range(len(rows)), [text(r.strip("'")) for r in rows], fontsize=7)
+    ax.set_xticks(range(len(cols)), [text(labels[c]) for c in cols], fontsize=7, rotation=20)
+    ax.set_yticks(range(len(rows)), [text(labels[r]) for r in rows], fontsize=7)
     ax.set_xlabel(text(cols_axis))
     ax.set_ylabel(text(rows_axis))
     ax.set_title(text(metric), fontsize=8)

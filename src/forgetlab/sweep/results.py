@@ -8,7 +8,7 @@ from typing import Any
 
 from forgetlab.experiments import EXPERIMENTS
 from forgetlab.store import RunStore
-from forgetlab.sweep.aggregate import chosen, flatten, group_cells, pareto_front
+from forgetlab.sweep.aggregate import chosen, flatten, group_cells, pareto_front, single_matches
 from forgetlab.sweep.driver import SweepState
 from forgetlab.sweep.plan import Plan
 
@@ -18,8 +18,11 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     experiments = {c.config.experiment for c in plan.top_cells}
     experiment = EXPERIMENTS.get(next(iter(experiments))) if len(experiments) == 1 else None
     patterns = plan.spec.metrics or (list(experiment.sweep_metrics) if experiment else [])
-    found = [_cell(state.cells[c.key], store, patterns) for c in plan.top_cells]
+    found = [_cell(state.cells[c.key], store) for c in plan.top_cells]
     cells, values = [record for record, _, _ in found], [numbers for _, numbers, _ in found]
+    single = single_matches(values, patterns)
+    for record, numbers in zip(cells, values):
+        record["values"] = chosen(numbers, patterns, single) if patterns else numbers
     finished = [(c.config, summary) for c, (record, _, summary) in zip(plan.top_cells, found) if record["status"] == "finished"]
     axes = plan.spec.axes()
     results: dict[str, Any] = {
@@ -37,8 +40,9 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     return results
 
 
-def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
-    """A cell's record (with the numbers shown), every number of its run's summary, and the summary."""
+def _cell(state: Any, store: RunStore) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
+    """A cell's record (its numbers shown are added by :func:`collect`), every number of its run's summary, and
+    the summary."""
     cell = state.cell
     run = store.get(cell.key)
     summary = (run.summary() if run is not None and run.finished else None) or {}
@@ -50,7 +54,7 @@ def _cell(state: Any, store: RunStore, patterns: list[str]) -> tuple[dict[str, A
         "seed": cell.config.seed,
         "status": state.status,
         "message": state.message or None,
-        "values": chosen(values, patterns) if patterns else values,
+        "values": {},
         "cost": _cost(run, cell.config.cpu_threads) if run is not None else None,
     }
     return record, values, summary
