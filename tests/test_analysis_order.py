@@ -1,5 +1,6 @@
 """Learning / forgetting order: crossings, censoring, exclusion, Spearman's rho."""
 
+import itertools
 import json
 
 import pytest
@@ -40,7 +41,10 @@ def test_order_correlation_known_rho_with_censoring_and_exclusion():
     out = order_correlation(learn, forget, n_resamples=200)
     learn_steps = [0, 10, 20, 30, 40]
     forget_steps = [51, 40, 30, 40, 0]  # "a" never falls: censored at its last step (50) + 1
-    rho, p = spearmanr(learn_steps, forget_steps)
+    rho = spearmanr(learn_steps, forget_steps)[0]
+    # n = 5: the exact two-sided p over all 120 pairings
+    pairings = [abs(spearmanr(perm, forget_steps)[0]) for perm in itertools.permutations(learn_steps)]
+    p = sum(r >= abs(rho) - 1e-12 for r in pairings) / len(pairings)
     assert out["n"] == 5
     assert out["spearman_rho"] == pytest.approx(rho) and out["spearman_rho"] < 0
     assert out["spearman_p"] == pytest.approx(p)

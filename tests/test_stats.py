@@ -1,5 +1,6 @@
 """forgetlab.stats: bootstrap intervals, ROC statistics (equal scikit-learn's), correlations (equal scipy's)."""
 
+import itertools
 import json
 
 import numpy as np
@@ -23,13 +24,34 @@ X = [0.1, 0.4, 0.35, 0.8, 0.55, 0.9, 0.2, 0.65]
 Y = [1.0, 2.1, 1.5, 3.9, 2.2, 4.1, 1.1, 2.0]
 
 
+def _spearman_p_by_enumeration(x, y):
+    """Two-sided exact p: the share of all pairings whose |ρ| reaches the observed one (symmetric null)."""
+    observed = abs(spearmanr(x, y)[0])
+    rhos = [abs(spearmanr(perm, y)[0]) for perm in itertools.permutations(x)]
+    return sum(rho >= observed - 1e-12 for rho in rhos) / len(rhos)
+
+
 def test_correlation_equals_scipy():
     out = correlation(X, Y, n_resamples=200)
     assert out["n"] == len(X)
     assert out["pearson_r"] == pytest.approx(pearsonr(X, Y)[0])
     assert out["pearson_p"] == pytest.approx(pearsonr(X, Y)[1])
     assert out["spearman_rho"] == pytest.approx(spearmanr(X, Y)[0])
-    assert out["spearman_p"] == pytest.approx(spearmanr(X, Y)[1])
+
+
+def test_spearman_p_is_exact_for_few_pairs():
+    # n = 4, ranks in the same order: 2 of the 24 pairings (this one and its reverse) reach |ρ| = 1.
+    # spearmanr's t approximation gives p = 0 here.
+    assert correlation([1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 5.0, 9.0], n_resamples=0)["spearman_p"] == pytest.approx(1 / 12)
+    assert correlation(X[:7], Y[:7], n_resamples=0)["spearman_p"] == pytest.approx(_spearman_p_by_enumeration(X[:7], Y[:7]))
+    ties = [1.0, 2.0, 2.0, 3.0, 5.0, 4.0]
+    assert correlation(ties, Y[:6], n_resamples=0)["spearman_p"] == pytest.approx(_spearman_p_by_enumeration(ties, Y[:6]))
+
+
+def test_spearman_p_is_scipys_for_many_pairs():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    assert correlation(x, y, n_resamples=0)["spearman_p"] == pytest.approx(spearmanr(x, y)[1])
 
 
 def test_correlation_returns_plain_json_values():

@@ -4,8 +4,11 @@
 * ROC statistics of a score that should rank positives ("members") above negatives: :func:`roc_auc`
   (``P(pos > neg) + ½ P(tie)``, = scikit-learn's ``roc_auc_score``), :func:`roc_curve`, :func:`tpr_at_fpr`
   and the stratified bootstrap :func:`bootstrap_auc_ci`; :func:`auc_with_ci` for a score and binary labels;
-* :func:`correlation`: Pearson's r and Spearman's ρ with scipy's p-values (``scipy.stats.pearsonr`` /
-  ``spearmanr``, two-sided) and percentile bootstrap intervals over the (x, y) pairs, resampled jointly.
+* :func:`correlation`: Pearson's r and Spearman's ρ with two-sided p-values and percentile bootstrap intervals
+  over the (x, y) pairs, resampled jointly. Pearson's p is scipy's (``scipy.stats.pearsonr``). Spearman's p is
+  exact for up to :data:`EXACT_SPEARMAN_MAX_N` pairs (``scipy.stats.permutation_test`` over every pairing: at
+  n = 4 a perfect rank correlation has p = 2/24, where ``spearmanr``'s t approximation says 0), scipy's
+  ``spearmanr`` above that.
   A resample in which x or y is constant has no correlation and is dropped. Every statistic is None when
   there are fewer than 3 pairs or x or y is constant.
 """
@@ -16,9 +19,11 @@ import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, rankdata, spearmanr
+from scipy.stats import pearsonr, permutation_test, rankdata, spearmanr
 
 MIN_POINTS = 3
+#: Up to this many pairs Spearman's p-value counts all n! pairings (8! = 40,320: a fraction of a second).
+EXACT_SPEARMAN_MAX_N = 8
 
 
 def optional_float(value: Any) -> float | None:
@@ -187,6 +192,21 @@ def _bootstrap_cis(xs: np.ndarray, ys: np.ndarray, n_resamples: int, seed: int,
     return _as_list(percentile_interval(pearson, level)), _as_list(percentile_interval(spearman, level))
 
 
+def spearman_p(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Two-sided p-value of Spearman's ρ: exact over all pairings for small n, scipy's t approximation above."""
+    if xs.size > EXACT_SPEARMAN_MAX_N:
+        return float(spearmanr(xs, ys)[1])
+    y_ranks = rankdata(ys)
+
+    def rho(x_ranks: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = np.moveaxis(np.atleast_2d(x_ranks), axis, -1)
+        return _row_pearson(rows, np.broadcast_to(y_ranks, rows.shape))
+
+    result = permutation_test((rankdata(xs),), rho, permutation_type="pairings", n_resamples=np.inf,
+                              vectorized=True, alternative="two-sided")
+    return float(result.pvalue)
+
+
 def correlation(x: Sequence[float], y: Sequence[float], *, n_resamples: int = 2000, seed: int = 0,
                 level: float = 0.95) -> dict[str, Any]:
     """Pearson and Spearman correlation of paired values, with p-values and bootstrap intervals.
@@ -202,6 +222,6 @@ def correlation(x: Sequence[float], y: Sequence[float], *, n_resamples: int = 20
         return out
     pearson, spearman = pearsonr(xs, ys), spearmanr(xs, ys)
     out["pearson_r"], out["pearson_p"] = optional_float(pearson[0]), optional_float(pearson[1])
-    out["spearman_rho"], out["spearman_p"] = optional_float(spearman[0]), optional_float(spearman[1])
+    out["spearman_rho"], out["spearman_p"] = optional_float(spearman[0]), spearman_p(xs, ys)
     out["pearson_ci"], out["spearman_ci"] = _bootstrap_cis(xs, ys, n_resamples, seed, level)
     return out
