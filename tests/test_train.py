@@ -175,7 +175,7 @@ def test_training_loop_keeps_the_given_order_without_shuffle():
 
 
 def test_pack_rows_fills_lines_first_fit_decreasing_by_hand():
-    # rows of 3, 5 and 2 tokens; the longest (5) sets the width: [row 1] and [row 0, row 2]
+    # rows of 3, 5 and 2 tokens: two lines of 5 (10 slots, no padding) cost less attention than one of 10
     rows = [([1, 2, 3], 1), ([4, 5, 6, 7, 8], 3), ([9, 10], 0)]
     batch = train.pack_rows(rows, 0, torch.tensor([0, 0, 0]), 1)
     assert batch.input_ids.tolist() == [[4, 5, 6, 7, 8], [1, 2, 3, 9, 10]]
@@ -184,8 +184,20 @@ def test_pack_rows_fills_lines_first_fit_decreasing_by_hand():
     assert batch.labels.tolist() == [[-100, -100, -100, 7, 8], [-100, 2, 3, -100, 10]]  # a row's first token never
     second = batch.attention_mask[1].int().tolist()
     assert second == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1]]
-    lone = train.pack_rows([([1, 2, 3], 1), ([4], 0)], 0, torch.tensor([0, 0]), 1)  # 3 + 1 > 3: two lines, one padded
-    assert lone.input_ids.tolist() == [[1, 2, 3], [4, 0, 0]] and lone.attention_mask[1].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    # 3 + 1 > 3, so lines as wide as the longest row would need two (6 slots, 2 padded); one line of 4 holds both
+    joined = train.pack_rows([([1, 2, 3], 1), ([4], 0)], 0, torch.tensor([0, 0]), 1)
+    assert joined.input_ids.tolist() == [[1, 2, 3, 4]] and joined.position_ids.tolist() == [[0, 1, 2, 0]]
+    assert joined.attention_mask[0].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("lengths, width", [
+    ([2, 2, 2, 2], 2),  # every width holds 8 tokens in 8 slots: the narrowest, its attention is cheapest
+    ([3, 1], 4),  # one line of 4 slots beats two of 3
+    ([2000, 1100, 1000], 4100),  # 3 lines of 2000 (6000 slots, x 1.58) cost more than one of 4100 (x 2.19)
+    ([3000, 1700, 1500], 3000),  # 3 lines of 3000 (9000 slots, x 1.87) cost less than one of 6200 (x 2.79)
+])
+def test_line_width_weighs_padding_against_attention(lengths, width):
+    assert train.line_width(lengths) == width
 
 
 @pytest.mark.parametrize("mode", ["answer", "choice", "full"])

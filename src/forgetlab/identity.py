@@ -27,8 +27,9 @@ from typing import Any, Iterable
 #: 2 — Study A's ``not_learned`` category, RMU as published (trained layers, last-layer activation),
 #:     Study B's reference model trained on as many steps and tokens as the original;
 #: 3 — training packs each batch's rows side by side instead of padding them, projects onto the vocabulary
-#:     only at labelled positions (both change the last bits of matrix products) and uses fused AdamW.
-RESULTS_VERSION = 3
+#:     only at labelled positions (both change the last bits of matrix products) and uses fused AdamW;
+#: 4 — packed lines as wide as costs least (padding against attention), not always the longest row's width.
+RESULTS_VERSION = 4
 
 _CHUNK = 1 << 20
 

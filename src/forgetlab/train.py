@@ -104,7 +104,7 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair], max_
 
 def collate(items: Sequence[EncodedItem], mode: str, pad_id: int, *, pack: bool = False) -> Batch:
     """The rows a loss needs (the gold choice, or every choice for the ``choice`` loss), right-padded, or with
-    ``pack`` packed side by side into lines as wide as the longest row (:func:`pack_rows`)."""
+    ``pack`` packed side by side into lines (:func:`pack_rows`)."""
     rows: list[tuple[list[int], int]] = []
     for item in items:
         choices = range(len(item.sequences)) if mode == "choice" else [item.gold]
@@ -124,16 +124,17 @@ def collate(items: Sequence[EncodedItem], mode: str, pad_id: int, *, pack: bool 
     return Batch(input_ids, attention, labels, gold, n_choices)
 
 
-def pack_rows(rows: Sequence[tuple[list[int], int]], pad_id: int, gold: torch.Tensor, n_choices: int) -> Batch:
-    """Rows ``(tokens, answer start)`` packed first-fit decreasing into lines as wide as the longest row: no
-    more lines than padding would use, often far fewer. Each row attends only to itself (a block-diagonal
-    causal mask), with positions from 0, so its numbers are those of the padded batch up to float rounding;
-    a padding position attends only to itself (a fully masked line would give NaN)."""
-    lengths = [len(seq) for seq, _ in rows]
-    width = max(lengths)
+#: The line width at which a token's attention costs about as much as its linear layers: ~(8d + 6f)/4 for hidden
+#: size d and MLP size f, 3456 for SmolLM2-135M. Larger models make attention relatively cheaper, so this errs
+#: toward narrower lines.
+ATTENTION_WIDTH = 3456
+
+
+def first_fit_decreasing(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Row indices packed into lines of ``width`` tokens, longest rows first, each into the first line with room."""
     lines: list[list[int]] = []
     room: list[int] = []
-    for row in sorted(range(len(rows)), key=lambda r: (-lengths[r], r)):
+    for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
         line = next((i for i, free in enumerate(room) if free >= lengths[row]), None)
         if line is None:
             lines.append([])
@@ -141,6 +142,26 @@ def pack_rows(rows: Sequence[tuple[list[int], int]], pad_id: int, gold: torch.Te
             line = len(lines) - 1
         lines[line].append(row)
         room[line] -= lengths[row]
+    return lines
+
+
+def line_width(lengths: Sequence[int]) -> int:
+    """The width of packed lines that costs least: of the longest row and the widths that would hold all tokens in
+    1, 2, ... lines, the one minimising (lines × width) token slots, each weighted by ``1 + width /
+    ATTENTION_WIDTH`` for attention over the line (narrowest on ties)."""
+    longest, total = max(lengths), sum(lengths)
+    widths = sorted({longest} | {max(longest, -(-total // m)) for m in range(1, len(lengths) + 1)})
+    return min(widths, key=lambda w: (len(first_fit_decreasing(lengths, w)) * w * (1 + w / ATTENTION_WIDTH), w))
+
+
+def pack_rows(rows: Sequence[tuple[list[int], int]], pad_id: int, gold: torch.Tensor, n_choices: int) -> Batch:
+    """Rows ``(tokens, answer start)`` packed first-fit decreasing into lines of :func:`line_width` tokens (never
+    narrower than the longest row, so no more lines than padding would use, often far fewer). Each row attends
+    only to itself (a block-diagonal causal mask), with positions from 0, so its numbers are those of the padded
+    batch up to float rounding; a padding position attends only to itself (a fully masked line would give NaN)."""
+    lengths = [len(seq) for seq, _ in rows]
+    width = line_width(lengths)
+    lines = first_fit_decreasing(lengths, width)
     shape = (len(lines), width)
     input_ids, labels = torch.full(shape, pad_id, dtype=torch.long), torch.full(shape, -100, dtype=torch.long)
     row_ids, position_ids = torch.full(shape, -1, dtype=torch.long), torch.zeros(shape, dtype=torch.long)
