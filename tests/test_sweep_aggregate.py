@@ -23,13 +23,16 @@ def test_a_per_task_metric_of_one_task_cells_is_one_column_named_by_its_pattern(
     cola = {"tasks.cola.forget_ratio": 0.25, "groups.id.steps": 3.0, "groups.ood.steps": 4.0}
     patterns = ["tasks.*.forget_ratio", "tasks.*.acc", "groups.*.steps", "steps", "tasks.rte.acc"]
     single = single_matches([rte, cola, {}], patterns)
-    # tasks.*.acc: one key in all the cells (no column per task to save); groups.*: two per cell; no wildcard
-    assert single == ["tasks.*.forget_ratio"]
-    assert chosen(rte, patterns, single) == {"tasks.*.forget_ratio": 0.5, "tasks.rte.acc": 0.9,
-                                             "groups.id.steps": 1.0, "groups.ood.steps": 2.0}
+    # tasks.*.acc only rte has, but the cells are one task each (forget_ratio differs): named by its pattern too;
+    # groups.*: two per cell; no wildcard
+    assert single == ["tasks.*.forget_ratio", "tasks.*.acc"]
+    assert chosen(rte, patterns, single) == {"tasks.*.forget_ratio": 0.5, "tasks.*.acc": 0.9, "groups.id.steps": 1.0,
+                                             "groups.ood.steps": 2.0, "tasks.rte.acc": 0.9}
     assert chosen(cola, patterns, single) == {"tasks.*.forget_ratio": 0.25, "groups.id.steps": 3.0, "groups.ood.steps": 4.0}
     both = {**rte, **cola}  # a cell over two tasks: a column per task again
     assert single_matches([rte, both], patterns) == []
+    seeds = [rte, dict(rte)]  # seeds of one task: the same keys everywhere, named as they are
+    assert single_matches(seeds, patterns) == []
 
 
 def test_mean_ci_is_the_percentile_bootstrap_of_the_mean_over_seeds():

@@ -39,14 +39,18 @@ def chosen(values: dict[str, float], patterns: Iterable[str], single: Iterable[s
 
 
 def single_matches(all_values: list[dict[str, float]], patterns: Iterable[str]) -> list[str]:
-    """The wildcard patterns that match at most one key in every cell's values and different keys across the
-    cells: a per-task metric of one-task cells (``tasks.*.forget_ratio``), one column instead of one per task."""
-    found = []
+    """The wildcard patterns that match at most one key in every cell's values, once one of them matches different
+    keys across the cells: a per-task metric of one-task cells (``tasks.*.forget_ratio``) is one column instead of
+    one per task, also a metric only one task has. Cells that all match the same keys (seeds of one task) keep
+    the keys' own names."""
+    at_most_one = []
+    differ = False
     for pattern in patterns:
         matched = [_matches(values, pattern) for values in all_values]
-        if "*" in pattern and all(len(keys) <= 1 for keys in matched) and len({k for keys in matched for k in keys}) > 1:
-            found.append(pattern)
-    return found
+        if "*" in pattern and all(len(keys) <= 1 for keys in matched):
+            at_most_one.append(pattern)
+            differ = differ or len({k for keys in matched for k in keys}) > 1
+    return at_most_one if differ else []
 
 
 def _matches(values: dict[str, float], pattern: str) -> list[str]:
