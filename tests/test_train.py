@@ -197,7 +197,9 @@ def test_pack_rows_fills_lines_first_fit_decreasing_by_hand():
     ([3000, 1700, 1500], 3000),  # 3 lines of 3000 (9000 slots, x 1.87) cost less than one of 6200 (x 2.79)
 ])
 def test_line_width_weighs_padding_against_attention(lengths, width):
-    assert train.line_width(lengths) == width
+    chosen, lines = train.cheapest_lines(lengths)
+    assert chosen == width
+    assert lines == train.first_fit_decreasing(lengths, width)
 
 
 @pytest.mark.parametrize("mode", ["answer", "choice", "full"])

@@ -192,10 +192,8 @@ def _bootstrap_cis(xs: np.ndarray, ys: np.ndarray, n_resamples: int, seed: int,
     return _as_list(percentile_interval(pearson, level)), _as_list(percentile_interval(spearman, level))
 
 
-def spearman_p(xs: np.ndarray, ys: np.ndarray) -> float:
-    """Two-sided p-value of Spearman's ρ: exact over all pairings for small n, scipy's t approximation above."""
-    if xs.size > EXACT_SPEARMAN_MAX_N:
-        return float(spearmanr(xs, ys)[1])
+def exact_spearman_p(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Two-sided p-value of Spearman's ρ over all n! pairings (for small n: see :data:`EXACT_SPEARMAN_MAX_N`)."""
     y_ranks = rankdata(ys)
 
     def rho(x_ranks: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -222,6 +220,7 @@ def correlation(x: Sequence[float], y: Sequence[float], *, n_resamples: int = 20
         return out
     pearson, spearman = pearsonr(xs, ys), spearmanr(xs, ys)
     out["pearson_r"], out["pearson_p"] = optional_float(pearson[0]), optional_float(pearson[1])
-    out["spearman_rho"], out["spearman_p"] = optional_float(spearman[0]), spearman_p(xs, ys)
+    out["spearman_rho"] = optional_float(spearman[0])
+    out["spearman_p"] = exact_spearman_p(xs, ys) if xs.size <= EXACT_SPEARMAN_MAX_N else optional_float(spearman[1])
     out["pearson_ci"], out["spearman_ci"] = _bootstrap_cis(xs, ys, n_resamples, seed, level)
     return out

@@ -145,23 +145,28 @@ def first_fit_decreasing(lengths: Sequence[int], width: int) -> list[list[int]]:
     return lines
 
 
-def line_width(lengths: Sequence[int]) -> int:
-    """The width of packed lines that costs least: of the longest row and the widths that would hold all tokens in
-    1, 2, ... lines, the one minimising (lines × width) token slots, each weighted by ``1 + width /
-    ATTENTION_WIDTH`` for attention over the line (narrowest on ties)."""
+def cheapest_lines(lengths: Sequence[int]) -> tuple[int, list[list[int]]]:
+    """The line width that costs least, and the rows packed into lines of it (:func:`first_fit_decreasing`): of
+    the longest row and the widths that would hold all tokens in 1, 2, ... lines, the one minimising (lines ×
+    width) token slots, each weighted by ``1 + width / ATTENTION_WIDTH`` for attention over the line (narrowest
+    on ties)."""
     longest, total = max(lengths), sum(lengths)
     widths = sorted({longest} | {max(longest, -(-total // m)) for m in range(1, len(lengths) + 1)})
-    return min(widths, key=lambda w: (len(first_fit_decreasing(lengths, w)) * w * (1 + w / ATTENTION_WIDTH), w))
+    def cost(packing: tuple[int, list[list[int]]]) -> tuple[float, int]:
+        width, lines = packing
+        return len(lines) * width * (1 + width / ATTENTION_WIDTH), width
+
+    return min(((width, first_fit_decreasing(lengths, width)) for width in widths), key=cost)
 
 
 def pack_rows(rows: Sequence[tuple[list[int], int]], pad_id: int, gold: torch.Tensor, n_choices: int) -> Batch:
-    """Rows ``(tokens, answer start)`` packed first-fit decreasing into lines of :func:`line_width` tokens (never
-    narrower than the longest row, so no more lines than padding would use, often far fewer). Each row attends
-    only to itself (a block-diagonal causal mask), with positions from 0, so its numbers are those of the padded
-    batch up to float rounding; a padding position attends only to itself (a fully masked line would give NaN)."""
+    """Rows ``(tokens, answer start)`` packed first-fit decreasing into lines as wide as :func:`cheapest_lines`
+    finds (never narrower than the longest row, so no more lines than padding would use, often far fewer). Each
+    row attends only to itself (a block-diagonal causal mask), with positions from 0, so its numbers are those of
+    the padded batch up to float rounding; a padding position attends only to itself (a fully masked line would
+    give NaN)."""
     lengths = [len(seq) for seq, _ in rows]
-    width = line_width(lengths)
-    lines = first_fit_decreasing(lengths, width)
+    width, lines = cheapest_lines(lengths)
     shape = (len(lines), width)
     input_ids, labels = torch.full(shape, pad_id, dtype=torch.long), torch.full(shape, -100, dtype=torch.long)
     row_ids, position_ids = torch.full(shape, -1, dtype=torch.long), torch.zeros(shape, dtype=torch.long)
