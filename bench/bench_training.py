@@ -14,7 +14,9 @@ Data: ``items`` — Study A's multiple-choice items (a shared task, loss on the 
     python bench/bench_training.py --model tiny-llama --data pairs
 
 On a GPU both run there (Accelerate and the Trainer place model and batches); ``--random-init`` builds the model
-from its config with random weights, so that only the tokenizer and config need to be present.
+from its config with random weights, so that only the tokenizer and config need to be present; ``--bf16`` runs
+both under bf16 autocast (forgetlab's ``compute.mixed_precision: bf16``, the Trainer's ``bf16=True``) and ``--tf32``
+lets CUDA matrix products use TF32. Under bf16 the losses agree to bf16's rounding, not to 1e-5.
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ from accelerate import Accelerator
 from torch.utils.data import Dataset, SequentialSampler
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-from forgetlab.config import OptimSpec
+from forgetlab.config import ComputeSpec, OptimSpec
 from forgetlab.data.corpus import CorpusSpec, load_corpus
 from forgetlab.data.tasks import load_task_docs
 from forgetlab.methods import METHODS, Batch
 from forgetlab.models import ModelSpec, load_model
+from forgetlab.precision import compute_context, device_name
 from forgetlab.scoring import resolve_max_length
-from forgetlab.train import collate, encode_items, encode_pairs, micro_batches, train_items
+from forgetlab.train import (
+    collate,
+    encode_items,
+    encode_pairs,
+    micro_batches,
+    train_items,
+)
 
 
 def encoded(data: str, task: str, tokenizer: Any, max_length: int, n: int) -> list:
@@ -54,10 +63,13 @@ def the_batches(items: list, spec: OptimSpec, pad_id: int, seed: int) -> list[Ba
     return [collate([items[i] for i in next(stream)], spec.loss, pad_id) for _ in range(spec.max_steps)]
 
 
-def run_forgetlab(model: torch.nn.Module, items: list, spec: OptimSpec, pad_id: int, seed: int) -> tuple[float, list[float]]:
+def run_forgetlab(model: torch.nn.Module, items: list, spec: OptimSpec, pad_id: int, seed: int,
+                  compute: ComputeSpec) -> tuple[float, list[float]]:
     method = METHODS.get(spec.method)(loss=spec.loss)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     began = time.perf_counter()
-    result = train_items(model, items, method, spec, pad_id=pad_id, seed=seed, accelerator=Accelerator(cpu=not torch.cuda.is_available()), desc="forgetlab")
+    with compute_context(compute, accelerator.device):
+        result = train_items(model, items, method, spec, pad_id=pad_id, seed=seed, accelerator=accelerator, desc="forgetlab")
     return time.perf_counter() - began, result.losses
 
 
@@ -83,18 +95,20 @@ class InOrderTrainer(Trainer):
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> SequentialSampler:
         return SequentialSampler(self.train_dataset)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         self.losses.append((loss[0] if return_outputs else loss).detach())
         return loss
 
 
-def run_trainer(model: torch.nn.Module, batches: list[Batch], spec: OptimSpec, folder: str) -> tuple[float, list[float]]:
+def run_trainer(model: torch.nn.Module, batches: list[Batch], spec: OptimSpec, folder: str,
+                compute: ComputeSpec) -> tuple[float, list[float]]:
     args = TrainingArguments(
         output_dir=folder, per_device_train_batch_size=1, max_steps=spec.max_steps, learning_rate=spec.lr,
         weight_decay=spec.weight_decay, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=spec.max_grad_norm,
         optim="adamw_torch_fused", logging_strategy="no", save_strategy="no", report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), seed=0,
+        bf16=compute.mixed_precision == "bf16", tf32=compute.tf32 or None,
     )
     trainer = InOrderTrainer(model=model, args=args, train_dataset=FixedBatches(batches), data_collator=lambda rows: rows[0])
     trainer.losses = []
@@ -141,7 +155,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--random-init", action="store_true", help="random weights from the model's config (nothing to download)")
     parser.add_argument("--profile", action="store_true", help="only time the phases of forgetlab's step")
+    parser.add_argument("--bf16", action="store_true", help="both under bf16 autocast (compute.mixed_precision / the Trainer's bf16)")
+    parser.add_argument("--tf32", action="store_true", help="both with TF32 matrix products (CUDA only)")
     args = parser.parse_args()
+    compute = ComputeSpec(mixed_precision="bf16" if args.bf16 else "no", tf32=args.tf32)
 
     base, tokenizer = load_model(ModelSpec(name=args.model))
     if args.random_init:
@@ -154,7 +171,8 @@ def main() -> None:
     labelled = sum(int((b.labels != -100).sum()) for b in batches)
     print(f"{args.model} on {args.data} ({args.task if args.data == 'items' else 'multi30k'}): {args.steps} steps of "
           f"{args.batch_size}, {tokens / args.steps:.0f} tokens/step ({labelled / args.steps:.0f} labelled); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}; "
+          f"{device_name(Accelerator(cpu=not torch.cuda.is_available()).device)}, {compute.mixed_precision}, tf32 {compute.tf32}")
     if args.profile:
         profile_steps(copy.deepcopy(base), batches, spec)
         return
@@ -165,9 +183,9 @@ def main() -> None:
         for name in order:
             model = copy.deepcopy(base).train()
             if name == "forgetlab":
-                wall, losses[name] = run_forgetlab(model, items, spec, tokenizer.pad_token_id, seed=0)
+                wall, losses[name] = run_forgetlab(model, items, spec, tokenizer.pad_token_id, seed=0, compute=compute)
             else:
-                wall, losses[name] = run_trainer(model, batches, spec, f"/tmp/bench-trainer-{os.getpid()}")
+                wall, losses[name] = run_trainer(model, batches, spec, f"/tmp/bench-trainer-{os.getpid()}", compute)
             walls[name].append(wall)
         delta = max(abs(a - b) for a, b in zip(losses["forgetlab"], losses["trainer"]))
         print(f"repeat {repeat + 1} (load {os.getloadavg()[0]:.2f}): forgetlab {walls['forgetlab'][-1]:.1f} s, "

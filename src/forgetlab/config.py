@@ -68,6 +68,21 @@ def check_run_name(value: str, field: str = "name") -> str:
     return value
 
 
+class ComputeSpec(Spec):
+    """How a run computes on its device (:mod:`forgetlab.precision`); part of the identity when not the defaults."""
+
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no", description="bf16: forward passes under torch.autocast in bfloat16 (weights and optimizer state in fp32)"
+    )
+    tf32: bool = Field(False, description="CUDA matrix products in TensorFloat-32 (no effect on CPUs)")
+    score_tokens: int = Field(2048, ge=16, description="at most this many tokens per scoring pass (a GPU fills with more)")
+
+    @property
+    def is_default(self) -> bool:
+        """Whether nothing differs from the defaults (runs made before the block existed keep their ids)."""
+        return self == ComputeSpec()
+
+
 class ExperimentConfig(Spec):
     """Fields every experiment has."""
 
@@ -79,6 +94,7 @@ class ExperimentConfig(Spec):
         None, ge=1, description="torch CPU threads per process (None: this process's share of the CPUs it may use); "
         "the count actually used is part of the run's identity, as it changes the last bits of results",
     )
+    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="mixed precision, TF32, tokens per scoring pass")
 
     @field_validator("name")
     @classmethod

@@ -31,6 +31,7 @@ from forgetlab.data.types import MCDoc, Pair
 from forgetlab.interrupt import Interrupted, deferred, pending
 from forgetlab.methods import METHODS, Batch, Method
 from forgetlab.models import accepts_custom_masks
+from forgetlab.precision import forward_autocast
 from forgetlab.scoring import encode_pair, resolve_max_length
 from forgetlab.scoring.encoding import Boundary
 
@@ -331,7 +332,8 @@ class _Loop:
             if self.retain_stream is not None:
                 retain_items = [self.retain_items[i] for i in next(self.retain_stream)]
                 retain = collate(retain_items, spec.loss, self.pad_id, pack=self.pack).to(accelerator.device)
-            loss = self.method.loss(self.wrapped, batch, retain) / spec.grad_accum
+            with forward_autocast(accelerator.device):
+                loss = self.method.loss(self.wrapped, batch, retain) / spec.grad_accum
             value = loss.item()  # the one host sync of a micro-batch
             if not math.isfinite(value):
                 raise DivergenceError(f"{self.desc}: loss became {value} at step {self.result.steps + 1}")

@@ -14,6 +14,7 @@ import torch
 
 from forgetlab.attacks.base import ATTACKS, Attack, AttackContext, Measure, Results
 from forgetlab.models import decoder_layers, unwrap_model
+from forgetlab.precision import forward_autocast
 from forgetlab.scoring import encode_pair
 
 FINAL_NORMS = ("norm", "final_layernorm", "ln_f")  # the final norm's attribute on the base model (Llama/Gemma/Qwen, Phi, GPT-2)
@@ -51,7 +52,8 @@ def lens_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
     """Logits read off every layer: ``lm_head(final_norm(layer output))``, one ``(batch, seq, vocab)`` per layer."""
     model = unwrap_model(model)
     norm, head = final_norm(model), model.get_output_embeddings()
-    return [head(norm(hidden)).float() for hidden in layer_outputs(model, input_ids, attention_mask)]
+    with forward_autocast(input_ids.device):
+        return [head(norm(hidden)).float() for hidden in layer_outputs(model, input_ids, attention_mask)]
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from forgetlab.config import ExperimentConfig
 from forgetlab.identity import RESULTS_VERSION, code_version, input_digests
 from forgetlab.models import ModelSpec, model_config, model_identity
+from forgetlab.precision import compute_context, device_name
 from forgetlab.registry import Registry
 from forgetlab.report.context import ReportContext, Section
 from forgetlab.report.html import render_report, write_report
@@ -160,12 +161,14 @@ class StagedRunner:
 
     def scorer(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int, progress: bool = False, **options: Any) -> Scorer:
         """The scoring engine on ``model``, sharded over the processes."""
+        options.setdefault("max_tokens_per_batch", self.config.compute.score_tokens)
         return Scorer(model, tokenizer, batch_size=batch_size, accelerator=self.accelerator, progress=progress and self.is_main, **options)
 
     def save_timings(self, **extra: Any) -> None:
         """``timings.json``: the seconds of every stage (of the attempt that computed it) and any extras."""
         if self.is_main:
-            self.run_.save_timings({"stages": self.stage_seconds, "cpu_threads": torch.get_num_threads(), **extra})
+            self.run_.save_timings({"stages": self.stage_seconds, "cpu_threads": torch.get_num_threads(),
+                                    "device": device_name(self.accelerator.device), **extra})
 
 
 @dataclass
@@ -187,7 +190,7 @@ def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: i
     resolved = config.model_dump(mode="json")
     identity = {
         "results_version": RESULTS_VERSION,
-        "config": config.model_dump(mode="json", exclude={"cpu_threads"}),
+        "config": config.model_dump(mode="json", exclude=_unhashed(config)),
         "cpu_threads": threads,
         "world_size": world_size,
         "inputs": [f["sha256"] for f in files],
@@ -207,6 +210,12 @@ def run_identity(config: ExperimentConfig, experiment: Experiment, world_size: i
         "command": command,
     }
     return Identity(hashlib.sha256(canonical.encode()).hexdigest(), record)
+
+
+def _unhashed(config: ExperimentConfig) -> set[str]:
+    """Config fields kept out of the hash: ``cpu_threads`` (hashed as the count used) and the ``compute`` block at
+    its defaults, which joined the config later, so that runs made before it keep their ids."""
+    return {"cpu_threads"} | ({"compute"} if config.compute.is_default else set())
 
 
 def run_id(config: ExperimentConfig, experiment: Experiment, world_size: int = 1) -> str:
@@ -251,7 +260,7 @@ def run_experiment(
     if run.finished:
         return run
     try:
-        with thread_budget(config.cpu_threads):
+        with thread_budget(config.cpu_threads), compute_context(config.compute, accelerator.device):
             summary = experiment.run(config, run, accelerator)
         _reject_non_finite(summary)
         if accelerator.is_main_process:

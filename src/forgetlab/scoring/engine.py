@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from forgetlab.models import accepts_custom_masks, additive_mask, forward_params, logits_at, num_hidden_layers, unwrap_model
+from forgetlab.precision import forward_autocast
 from forgetlab.scoring.encoding import Boundary, RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
 
@@ -398,7 +399,9 @@ class Scorer:
         if allowed is not None:
             inputs["position_ids"] = torch.from_numpy(positions).to(self._device)
             inputs["attention_mask"] = additive_mask(torch.from_numpy(allowed), unwrap_model(model).dtype).to(self._device)
-        picked = torch.log_softmax(self._logits_at(model, inputs, where).float(), dim=-1)
+        with forward_autocast(self._device):
+            logits = self._logits_at(model, inputs, where)
+        picked = torch.log_softmax(logits.float(), dim=-1)
         target = torch.tensor(tokens, device=picked.device)
         stats = {
             "logprob": picked.gather(1, target[:, None])[:, 0],
@@ -430,7 +433,8 @@ class Scorer:
                 for b, row in enumerate(batch):
                     ids[b, : len(row.tokens)] = row.tokens
                 extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
-                out = model(torch.from_numpy(ids).to(self._device), output_hidden_states=True, use_cache=False, **extra)
+                with forward_autocast(self._device):
+                    out = model(torch.from_numpy(ids).to(self._device), output_hidden_states=True, use_cache=False, **extra)
                 for b, row in enumerate(batch):
                     index, _, text = row.targets[0]
                     found[text] = {s: out.hidden_states[s][b, index].float().cpu().numpy() for s in states}

@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig
 
 from forgetlab.models import unwrap_model
+from forgetlab.precision import forward_autocast
 
 
 @torch.no_grad()
@@ -42,7 +43,8 @@ def greedy_generate(
             config = GenerationConfig(
                 max_new_tokens=max(lengths), do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=eos_id
             )
-            generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            with forward_autocast(device):
+                generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
             out.extend(row[:n] for row, n in zip(generated[:, width:].tolist(), lengths))
     finally:
         model.train(was_training)
