@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from accelerate import Accelerator
 
 from forgetlab.attacks.logit_lens import lens_logprobs
 from forgetlab.config import ComputeSpec, ConfigError, OptimSpec
-from forgetlab.experiments import build_config, run_experiment
+from forgetlab.experiments import build_config, load_config, run_experiment
 from forgetlab.experiments.base import EXPERIMENTS, run_identity
 from forgetlab.methods import METHODS
 from forgetlab.models import load_model
@@ -20,6 +22,7 @@ from forgetlab.train import encode_items, train_items
 from .conftest import STUDY_A_RAW, make_docs
 
 BF16 = ComputeSpec(mixed_precision="bf16")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The fingerprint of the recipe below as forgetlab computed it before the compute block existed
 # (RESULTS_VERSION 4). Runs made earlier must keep their ids, so that they are found and resume.
 FINGERPRINT_V4 = "7ace7db1aa6c87bfc3cd05ac3bde71c95eac97b51e54056e43a579a448fa6ee8"
@@ -147,3 +150,12 @@ def test_the_logit_lens_and_generation_run_under_bf16(one_thread, tiny):
         generated = greedy_generate(model, [tokenizer("The cat")["input_ids"]], 4, pad_id=tokenizer.pad_token_id, eos_id=None)
     assert half.shape == full.shape and 0 < abs(half - full).max() < 0.05 * abs(full).max()
     assert len(generated[0]) == 4
+
+
+@pytest.mark.parametrize("recipe", ["study_a_analysis.yaml", "tofu.yaml", "muse_news.yaml"])
+def test_the_runs_a_run_starts_compute_as_it_does(recipe):
+    compute = ["compute.mixed_precision=bf16", "compute.tf32=true", "compute.score_tokens=8192"]
+    config = load_config(CONFIGS / recipe, compute + (["experiment=cross_task"] if "study_a" in recipe else []))
+    parts = EXPERIMENTS.get(config.experiment).parts(config)
+    assert len(parts) >= 2
+    assert all(part.config.compute == config.compute != ComputeSpec() for part in parts)

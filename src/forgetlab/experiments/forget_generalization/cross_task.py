@@ -113,6 +113,7 @@ def cell_config(config: CrossTaskConfig, forget_run: str, eval_run: str, forget_
         seed=config.seed,
         model=config.model,
         cpu_threads=config.cpu_threads,
+        compute=config.compute,
         forget_run=forget_run,
         eval_run=eval_run,
         forget_task=forget_task,

@@ -93,6 +93,6 @@ class MuseConfig(MuseBase):
 
     def part(self, learn: Literal["target", "retrain"]) -> MuseFinetuneConfig:
         return MuseFinetuneConfig(
-            name=f"{self.name}-{learn}", seed=self.seed, model=self.model, cpu_threads=self.cpu_threads,
+            name=f"{self.name}-{learn}", seed=self.seed, model=self.model, cpu_threads=self.cpu_threads, compute=self.compute,
             data=self.data, finetune=self.finetune, eval=self.eval, learn=learn,
         )

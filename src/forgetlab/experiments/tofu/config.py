@@ -119,5 +119,6 @@ class TofuConfig(TofuBase):
         """The fine-tuning run this run starts from (``full``) or compares with (``retain``)."""
         return TofuFinetuneConfig(
             name=f"{self.name}-{'target' if learn == 'full' else 'retain'}", seed=self.seed, model=self.model,
-            cpu_threads=self.cpu_threads, data=self.data, finetune=self.finetune, eval=self.eval, learn=learn,
+            cpu_threads=self.cpu_threads, compute=self.compute, data=self.data, finetune=self.finetune, eval=self.eval,
+            learn=learn,
         )
