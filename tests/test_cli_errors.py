@@ -215,6 +215,8 @@ def test_unlearn_summary_is_byte_identical_and_timings_are_apart(tmp_path):
     assert (a.dir / "summary.json").read_bytes() == (b.dir / "summary.json").read_bytes()
     assert "seconds" not in (a.dir / "summary.json").read_text()
     timings = json.loads((a.dir / "timings.json").read_text())
-    assert set(timings) == {"stages", "cpu_threads", "unlearn_eval", "unlearn_train"} and set(timings["stages"]) == {"data", "unlearn"}
+    assert set(timings) == {"stages", "cpu_threads", "device", "unlearn_eval", "unlearn_train"}
+    assert set(timings["stages"]) == {"data", "unlearn"}
     assert timings["cpu_threads"] == 1  # the recipe's count, recorded beside the times
+    assert timings["device"] == "cpu"  # what it computed on
     assert timings["stages"]["unlearn"] > 0
