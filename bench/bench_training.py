@@ -39,13 +39,7 @@ from forgetlab.methods import METHODS, Batch
 from forgetlab.models import ModelSpec, load_model
 from forgetlab.precision import compute_context, device_name
 from forgetlab.scoring import resolve_max_length
-from forgetlab.train import (
-    collate,
-    encode_items,
-    encode_pairs,
-    micro_batches,
-    train_items,
-)
+from forgetlab.train import collate, encode_items, encode_pairs, micro_batches, train_items
 
 
 def encoded(data: str, task: str, tokenizer: Any, max_length: int, n: int) -> list:
@@ -95,7 +89,7 @@ class InOrderTrainer(Trainer):
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> SequentialSampler:
         return SequentialSampler(self.train_dataset)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         self.losses.append((loss[0] if return_outputs else loss).detach())
         return loss
@@ -172,7 +166,7 @@ def main() -> None:
     print(f"{args.model} on {args.data} ({args.task if args.data == 'items' else 'multi30k'}): {args.steps} steps of "
           f"{args.batch_size}, {tokens / args.steps:.0f} tokens/step ({labelled / args.steps:.0f} labelled); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}; "
-          f"{device_name(Accelerator(cpu=not torch.cuda.is_available()).device)}, {compute.mixed_precision}, tf32 {compute.tf32}")
+          f"{device_name('cuda' if torch.cuda.is_available() else 'cpu')}, {compute.mixed_precision}, tf32 {compute.tf32}")
     if args.profile:
         profile_steps(copy.deepcopy(base), batches, spec)
         return
