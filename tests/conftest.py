@@ -233,3 +233,21 @@ def unlearn_raw_config(method="gradient_ascent", **forget):
         "eval": {"batch_size": 16},
         "mia": {"bootstrap": 50},
     }
+
+
+@pytest.fixture(scope="module")
+def probe_budgets():
+    """The ``max_tokens_per_batch`` of every Scorer the linear probe attack builds while the module runs."""
+    from forgetlab.attacks import probe
+    from forgetlab.scoring import Scorer
+
+    budgets: list[int] = []
+
+    class Recording(Scorer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            budgets.append(self.max_tokens_per_batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(probe, "Scorer", Recording)
+        yield budgets

@@ -41,6 +41,7 @@ def test_cross_task_sweep_builds_the_matrix_and_resumes_by_cell(tmp_path):
     assert cell_summary["forget_task"] == "synth_compare" and cell_summary["eval_task"] == "synth_arith"
     assert cell_summary["forget_ratio"] is None  # its evaluation task was not learned
     assert not (cell.dir / "stages" / "forgotten.safetensors").exists()
+    assert set(json.loads((cell.dir / "timings.json").read_text())["stages"]) == {"forget"}
     assert sorted(matrix["row_order"]) == sorted(tasks)
     assert (sweep.dir / "report.html").is_file() and not (cell.dir / "report.html").exists()
     assert (sweep.dir / "report" / "trajectories.png").is_file()  # its Study A run's trajectories

@@ -32,6 +32,10 @@ def test_full_pipeline_writes_everything(tmp_path):
     assert (run.dir / "stages" / "synth_compare" / "forgotten.safetensors").is_file()
     assert not (run.dir / "stages" / "synth_compare" / "forget-checkpoint").exists()
     assert "world_size: 1" in (run.dir / "config.yaml").read_text()
+    timings = json.loads((run.dir / "timings.json").read_text())
+    stages = {f"synth_compare/{stage}" for stage in ("data", "pretrained", "finetune", "finetuned", "forget", "forgotten")}
+    assert stages <= set(timings["stages"]) and timings["device"] == "cpu"
+    assert all(seconds > 0 for seconds in timings["stages"].values())
 
 
 def test_same_config_is_found_and_killed_run_resumes_identically(tmp_path):

@@ -30,20 +30,26 @@ ATTACKS = [
 ]
 GROUPS = ("ood_x10", "id_x10")
 
+SCORE_TOKENS = 512  # not the default: the probe's Scorer must take the run's budget
+
 
 def _raw(**changes):
     raw = copy.deepcopy(TINY_ID_VS_OOD)
     raw.update(name="tiny_b_attacks", groups={"repetitions": [10], "per_group": 6}, buckets={"groups": []})
     raw["unlearn"].update(lr=3e-3, stop={"rules": []})
     raw["eval"].update(bleu_size=0, neighbors=0)
-    return {**raw, "attacks": ATTACKS, "attack_data": {"canaries": 8, "pairs": 8, "bootstrap": 200}, **changes}
+    return {**raw, "attacks": ATTACKS, "compute": {"score_tokens": SCORE_TOKENS}, "attack_data": {"canaries": 8, "pairs": 8, "bootstrap": 200}, **changes}
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
+def attacked(tmp_path_factory, probe_budgets):
     runs = tmp_path_factory.mktemp("runs")
     run = run_experiment(build_config(_raw()), runs)
     return run, json.loads((run.dir / "summary.json").read_text())
+
+
+def test_the_probe_scores_with_the_runs_token_budget(attacked, probe_budgets):
+    assert probe_budgets and set(probe_budgets) == {SCORE_TOKENS}
 
 
 def test_every_group_and_attack_has_its_stage(attacked):

@@ -20,18 +20,24 @@ ATTACKS = [
     {"name": "probe", "options": {"layers": [1, -1], "cs": [1.0]}},
 ]
 
+SCORE_TOKENS = 512  # not the default: the probe's Scorer must take the run's budget
+
 
 def _raw(**changes):
     raw = unlearn_raw_config(lr=3e-2, max_steps=4)
     raw["sets"] = dict(raw["sets"], relearn={"source": "texts", "size": 8})
     raw["learn"] = {"lr": 1e-2, "epochs": 2, "batch_size": 4, "share": False}
-    return {**raw, "attacks": ATTACKS, **changes}
+    return {**raw, "attacks": ATTACKS, "compute": {"score_tokens": SCORE_TOKENS}, **changes}
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
+def attacked(tmp_path_factory, probe_budgets):
     run = run_experiment(build_config(_raw()), tmp_path_factory.mktemp("runs"))
     return run, json.loads((run.dir / "summary.json").read_text())
+
+
+def test_the_probe_scores_with_the_runs_token_budget(attacked, probe_budgets):
+    assert probe_budgets and set(probe_budgets) == {SCORE_TOKENS}
 
 
 def test_every_attack_has_its_stage_and_the_models_their_measurements(attacked):

@@ -130,8 +130,11 @@ def test_a_run_applies_its_compute_block(tmp_path, monkeypatch):
             seen.append((self.max_tokens_per_batch, (torch.randn(2, 2) @ torch.randn(2, 2)).dtype))
 
     monkeypatch.setattr(Scorer, "__init__", spy)
-    run = run_experiment(build_config({**STUDY_A_RAW, "compute": {"mixed_precision": "bf16", "score_tokens": 96}}), tmp_path)
-    assert seen and set(seen) == {(96, torch.bfloat16)}
+    probe = [{"name": "probe", "options": {"layers": [1], "cs": [1.0]}}]  # an attack builds its own Scorer
+    raw = {**STUDY_A_RAW, "attacks": probe, "compute": {"mixed_precision": "bf16", "score_tokens": 96}}
+    run = run_experiment(build_config(raw), tmp_path)
+    assert len(seen) > 3 and set(seen) == {(96, torch.bfloat16)}
+    assert "0-probe" in run.summary()["tasks"]["synth_compare"]["robustness"]["attacks"]
     assert run.summary()["tasks"]["synth_compare"]["acc_finetuned"] >= 0
     with forward_autocast("cpu"):
         assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.float32  # the block ended with the run

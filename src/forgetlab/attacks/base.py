@@ -56,6 +56,7 @@ class AttackContext:
     forget_requests: Sequence[tuple[str, str]] = ()  # (prompt, target) of the forget items, for read-outs
     forget_choices: Sequence[tuple[Sequence[tuple[str, str]], int]] = ()  # multiple choice: (choice requests, gold)
     probe_splits: Mapping[str, ProbeSplit] = field(default_factory=dict)  # train, val, test texts for linear probes
+    score_tokens: int = 2048  # tokens per scoring pass: the run's compute.score_tokens
 
 
 class Attack(abc.ABC):

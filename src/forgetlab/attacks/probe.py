@@ -60,7 +60,8 @@ class LinearProbe(Attack):
         if not context.probe_splits or set(context.probe_splits) != set(SPLITS):
             raise ValueError("attack probe: the experiment gives no probe texts (train, val and test splits)")
         layers = resolve_layers(self.layers, num_hidden_layers(model))
-        scorer = Scorer(model, context.tokenizer, batch_size=self.batch_size, accelerator=context.accelerator, on_overlong="truncate")
+        scorer = Scorer(model, context.tokenizer, batch_size=self.batch_size, accelerator=context.accelerator,
+                        max_tokens_per_batch=context.score_tokens, on_overlong="truncate")
         splits: dict[str, ProbeSplit] = {name: context.probe_splits[name] for name in SPLITS}
         states = {name: scorer.hidden_states(split.texts, layers) for name, split in splits.items()}
         features = {layer: tuple(states[name][layer] for name in SPLITS) for layer in layers}

@@ -166,9 +166,15 @@ class StagedRunner:
 
     def save_timings(self, **extra: Any) -> None:
         """``timings.json``: the seconds of every stage (of the attempt that computed it) and any extras."""
-        if self.is_main:
-            self.run_.save_timings({"stages": self.stage_seconds, "cpu_threads": torch.get_num_threads(),
-                                    "device": device_name(self.accelerator.device), **extra})
+        save_timings(self.run_, self.accelerator, self.stage_seconds, **extra)
+
+
+def save_timings(run: Run, accelerator: Accelerator, stage_seconds: dict[str, float], **extra: Any) -> None:
+    """Write a run's ``timings.json`` (main process): its stages' seconds, the torch threads, the device and any
+    extras. Wall-clock times stay out of ``summary.json`` so that identical runs write identical summaries."""
+    if accelerator.is_main_process:
+        run.save_timings({"stages": stage_seconds, "cpu_threads": torch.get_num_threads(),
+                          "device": device_name(accelerator.device), **extra})
 
 
 @dataclass

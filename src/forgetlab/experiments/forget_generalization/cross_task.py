@@ -167,6 +167,7 @@ class CellRunner(StagedRunner):
         fit = score_task(scorer, forget_data.forget, config.forget_task, f"{config.forget_task}: forget set")
         if self.is_main:
             self.weights_path("forgotten").unlink(missing_ok=True)
+        self.save_timings()
         return cell_summary(
             config,
             self.run_.id,

@@ -88,7 +88,8 @@ class TaskTarget:
             relearn["benign"] = encode_pairs(self.tokenizer, pairs, max_length)
         choices = [([doc.request(c) for c in range(doc.n_choices)], doc.gold) for doc in self.data.forget]
         return AttackContext(tokenizer=self.tokenizer, seed=self.config.seed, accelerator=self.accelerator,
-                             relearn_items=relearn, forget_choices=choices, probe_splits=self.probe_splits())
+                             relearn_items=relearn, forget_choices=choices, probe_splits=self.probe_splits(),
+                             score_tokens=self.config.compute.score_tokens)
 
     def probe_splits(self) -> dict[str, ProbeSplit]:
         """Correct-vs-distractor texts: fitted on the fine-tuning items, C chosen on validation, tested on the

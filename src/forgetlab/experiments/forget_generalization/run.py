@@ -21,7 +21,7 @@ from forgetlab.data.corpus import corpus_input_files
 from forgetlab.data.prepare import PreparedTask
 from forgetlab.data.tasks import get_task
 from forgetlab.data.types import MCDoc
-from forgetlab.experiments.base import Experiment, Inputs, StagedRunner
+from forgetlab.experiments.base import Experiment, Inputs, StagedRunner, save_timings
 from forgetlab.experiments.forget_generalization.analysis import check_layers, order_analysis, predictor_analysis, probe_analysis
 from forgetlab.experiments.forget_generalization.config import ForgetGeneralizationConfig, TaskRef
 from forgetlab.experiments.forget_generalization.data import forget_labels, input_files, prepare
@@ -66,7 +66,9 @@ class ForgetGeneralization(Experiment):
 
     def run(self, config: ForgetGeneralizationConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         """Run every task of the config; return the summary (``tasks.<task>.{acc_*, forget_gap, ...}``)."""
-        tasks = {ref.name: TaskRunner(config, ref, run, accelerator).run() for ref in config.tasks}
+        runners = [TaskRunner(config, ref, run, accelerator) for ref in config.tasks]
+        tasks = {runner.task: runner.run() for runner in runners}
+        save_timings(run, accelerator, {key: seconds for runner in runners for key, seconds in runner.stage_seconds.items()})
         return run_summary(config, run.id, tasks)
 
     def combine(self, cells: list[tuple[ForgetGeneralizationConfig, dict[str, Any]]]) -> dict[str, Any] | None:

@@ -150,7 +150,8 @@ class GroupRobustness:
         return AttackContext(tokenizer=runner.tokenizer, seed=runner.config.seed, accelerator=runner.accelerator,
                              relearn_items={"disjoint": runner.training_items(own), "benign": runner.training_items(other)},
                              forget_requests=[p.request() for p in self.job.items],
-                             probe_splits=membership_splits(self.job.items, never_trained))
+                             probe_splits=membership_splits(self.job.items, never_trained),
+                             score_tokens=runner.config.compute.score_tokens)
 
     def target(self) -> Target:
         return Target(roles=self.roles(), measure=self.measure, context=self.context, metrics=HEADLINE)

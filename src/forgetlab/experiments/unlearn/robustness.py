@@ -96,4 +96,4 @@ class Robustness:
         probes = membership_splits(self.sets["forget"], self.sets.get("holdout", []))  # members vs never-trained holdout
         return AttackContext(tokenizer=tokenizer, seed=self.config.seed, accelerator=self.runner.accelerator,
                              relearn_items=relearn, forget_requests=[p.request() for p in self.sets["forget"]],
-                             probe_splits=probes)
+                             probe_splits=probes, score_tokens=self.config.compute.score_tokens)
