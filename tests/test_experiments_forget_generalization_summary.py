@@ -6,7 +6,7 @@ from forgetlab.data.prepare import PreparedTask
 from scipy import stats
 
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig, ForgetGeneralizationConfig
-from forgetlab.experiments.forget_generalization.markdown import study_a_markdown
+from forgetlab.experiments.forget_generalization.markdown import cross_task_markdown, study_a_markdown
 from forgetlab.experiments.forget_generalization.summary import (
     accuracy_interval,
     cell_forget_ratio,
@@ -158,3 +158,27 @@ def test_the_combined_study_reads_as_markdown_tables():
     assert f"| confidence_pretrained | 3 | {r:.3f} [" in text
     assert "| a | forget | 40 | -0.310 [-0.600, 0.000] | 4.0e-04 |" in text
     assert study_a_markdown({"tasks": {}}) == ""
+
+
+def test_the_cross_task_matrix_reads_as_markdown_in_its_clustered_order():
+    """Rows and columns in the summary's clustered order (not the task order), every value of a row in its column,
+    the references, the variance shares and the task not learned; the Study A tables follow, without an order
+    table when the runs kept no trajectories."""
+    names = ["a", "b", "c"]
+    ratio = {"a": {"a": 1.0, "b": 0.25, "c": None}, "b": {"a": -0.125, "b": 0.5, "c": None}, "c": {"a": 2.0, "b": 0.75, "c": None}}
+    accuracy = {a: {b: 0.5 + 0.01 * (3 * i + j) for j, b in enumerate(names)} for i, a in enumerate(names)}
+    summary = {"crosstask": {"tasks": names, "reference": {"a": 0.8, "b": 0.7, "c": 0.5}, "accuracy": accuracy,
+                             "forget_ratio": ratio, "not_learned": ["c"], "row_order": ["c", "a", "b"], "col_order": ["b", "a", "c"],
+                             "variance_explained": {"rows": 0.125, "columns": 0.5, "residual": 0.375},
+                             "forget_fit": {a: {b: 1.0 for b in names} for a in names}},
+               "tasks": {name: {"acc_finetuned": 0.8, "category": "partial", "order": {}} for name in names}}
+    text = cross_task_markdown(summary)
+    assert "|  | score b | score a | score c |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| forget ")]
+    assert rows[:3] == ["| forget c | 0.750 | 2.000 | — |", "| forget a | 0.250 | 1.000 | — |", "| forget b | 0.500 | -0.125 | — |"]
+    assert "| forget a | 0.510 | 0.500 | 0.520 |" in rows[3:6]  # accuracy after forgetting: b, a, c columns
+    assert "reference): b 0.700, a 0.800, c 0.500." in text and "no ratio in their columns: c." in text
+    assert "(rows) 0.125, the task scored (columns) 0.500, neither (residual) 0.375." in text
+    assert text.index("### Cross-task forget ratio") < text.index("### Behaviour per task")
+    assert "Learn order" not in text  # no trajectories, no order table
+    assert cross_task_markdown({"tasks": {}}) == ""

@@ -143,3 +143,33 @@ def test_a_sweep_over_tasks_shows_them_by_name_with_a_column_per_metric(tmp_path
     fig = plot_against(results["groups"], "tasks", "tasks.*.acc_finetuned", ["tasks", "data.finetune_size"])
     assert [tick.get_text() for tick in fig.axes[0].get_xticklabels()] == ["boolq", "rte", "cb"]
     plt.close(fig)
+
+
+def test_a_cross_task_sweep_shows_its_matrix_and_what_every_run_it_started_cost(tmp_path):
+    """One cross-task cell (nothing varied): results.md shows the matrix (its combined view) instead of a
+    one-row table of every ratio, and a cost row for each Study A run and matrix cell it started."""
+    from forgetlab.experiments import EXPERIMENTS
+
+    names = ["a", "b"]
+    summary = {"crosstask": {"tasks": names, "reference": {"a": 0.8, "b": 0.9}, "not_learned": [],
+                             "accuracy": {"a": {"a": 0.5, "b": 0.85}, "b": {"a": 0.6, "b": 0.5}},
+                             "forget_ratio": {"a": {"a": 1.0, "b": 0.125}, "b": {"a": 0.6666, "b": 1.0}},
+                             "row_order": names, "col_order": names, "variance_explained": {"rows": 0.5, "columns": 0.25, "residual": 0.25}},
+               "tasks": {}}
+    assert EXPERIMENTS.get("cross_task").combine([(None, summary)]) is summary
+    assert EXPERIMENTS.get("cross_task").combine([(None, summary), (None, summary)]) is None  # seeds: the groups compare
+    cell = {"run": "x-top", "label": "base", "axes": {}, "seed": 0, "status": "finished", "message": None, "cost": None,
+            "values": {"crosstask.forget_ratio.a.b": 0.125}}
+    parts = [{"run": "x-a", "label": "Study A: a", "status": "finished",
+              "cost": {"seconds": 600.0, "cpu_threads": 1, "stages": {"a/finetune": 480.0, "a/forget": 120.0}}},
+             {"run": "x-ab", "label": "forget a, score b", "status": "finished",
+              "cost": {"seconds": 90.0, "cpu_threads": 1, "stages": {"forget": 90.0}}}]
+    results = {"sweep": "ct-0123456789ab", "name": "ct", "experiment": "cross_task", "axes": [], "metrics": [],
+               "counts": {"finished": 3}, "cells": [cell], "parts": parts, "groups": group_cells([cell], []),
+               "tradeoff": None, "search": None, "combined": summary}
+    markdown = write_sweep_markdown(tmp_path, results).read_text()
+    assert "experiment cross_task, 1 cells and the 2 runs they start: 3 finished" in markdown
+    assert "| forget a | 1.000 | 0.125 |" in markdown and "| forget b | 0.667 | 1.000 |" in markdown
+    assert "Mean over seeds" not in markdown and "crosstask.forget_ratio.a.b" not in markdown
+    assert "| Study A: a | 1 | 8.0 | 2.0 | 10.0 |" in markdown and "| forget a, score b | 1 | — | 1.5 | 1.5 |" in markdown
+    assert "2 cells, 0.19 hours of stage time in all." in markdown

@@ -29,21 +29,23 @@ MAX_COST_COLUMNS = 6
 def write_sweep_markdown(folder: Path, results: dict[str, Any], figures: dict[str, str] | None = None) -> Path:
     """``<sweep folder>/results.md``: the tables of what the cells say together (the experiment's, with the
     ``figures`` its report drew, file name -> caption, linked from ``report/``), the groups' means with their
-    intervals and what each cell cost, in Markdown; returns its path."""
+    intervals (unless nothing varies and the combined view says it all) and what each cell and each run it started
+    cost, in Markdown; returns its path."""
     counts = ", ".join(f"{n} {status}" for status, n in results["counts"].items() if n)
-    parts = [f"# Sweep {results['sweep']}\n", f"experiment {results['experiment'] or 'mixed'}, {len(results['cells'])} cells: {counts}\n"]
+    started = f" and the {len(results['parts'])} runs they start" if results.get("parts") else ""
+    parts = [f"# Sweep {results['sweep']}\n", f"experiment {results['experiment'] or 'mixed'}, {len(results['cells'])} cells{started}: {counts}\n"]
     if results.get("combined"):
         parts.append(EXPERIMENTS.get(results["experiment"]).markdown(results["combined"]))
     if figures:
         parts += ["\n## Figures\n", *(f"![{markdown_cell(caption)}]({FIGURES}/{name})\n\n*{caption}*\n"
                                        for name, caption in figures.items())]
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
-    if results["groups"] and metrics:
+    if results["groups"] and metrics and (conditions or not results.get("combined")):  # else it repeats the combined view
         rows = [[DASH if g["axes"][a] is None else markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
                 + [with_interval(g["metrics"][m]["mean"], g["metrics"][m]["ci"]) if m in g["metrics"] else DASH for m in metrics]
                 for g in results["groups"]]
         parts += ["\n## Mean over seeds [bootstrap 95 % interval]\n", markdown_table([*conditions, "seeds", *metrics], rows)]
-    costs = cost_table(results["cells"])
+    costs = cost_table(results["cells"] + results.get("parts", []))
     if costs:
         parts += ["\n## What each cell cost\n", "Wall-clock minutes of each run's stages, each from the attempt that "
                   "computed it, grouped by stage name.\n", costs]

@@ -1,5 +1,5 @@
 """A sweep's results, gathered from the catalog: ``results.json`` in the sweep's folder (every cell with its
-axes, run, shown values and cost in stage seconds; the groups over seeds with means and intervals; the trade-off
+axes, run, shown values and cost in stage seconds; the runs the cells started, with their costs; the groups over seeds with means and intervals; the trade-off
 front; what the cells say together, ``combined``, e.g. Study A's correlations across the tasks of one-task cells)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from forgetlab.sweep.plan import Plan
 
 
 def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
-    """The sweep's results: its top cells (parts are reached through them), grouped over seeds."""
+    """The sweep's results: its top cells grouped over seeds, and the runs they started (``parts``: each run, label,
+    status and cost)."""
     experiments = {c.config.experiment for c in plan.top_cells}
     experiment = EXPERIMENTS.get(next(iter(experiments))) if len(experiments) == 1 else None
     patterns = plan.spec.metrics or (list(experiment.sweep_metrics) if experiment else [])
@@ -23,6 +24,7 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     single = single_matches(values, patterns)
     for record, numbers in zip(cells, values):
         record["values"] = chosen(numbers, patterns, single) if patterns else numbers
+    parts = [_cell(state.cells[c.key], store)[0] for c in plan.cells if not c.top]
     finished = [(c.config, summary) for c, (record, _, summary) in zip(plan.top_cells, found) if record["status"] == "finished"]
     axes = plan.spec.axes()
     results: dict[str, Any] = {
@@ -33,6 +35,7 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
         "metrics": patterns,
         "counts": {status: state.count(status) for status in ("finished", "running", "failed", "blocked", "waiting")},
         "cells": cells,
+        "parts": [{key: part[key] for key in ("run", "label", "status", "cost")} for part in parts],
         "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
         "tradeoff": _tradeoff(experiment, cells, values) if experiment and experiment.tradeoff else None,
         "combined": experiment.combine(finished) if experiment and finished else None,

@@ -29,6 +29,7 @@ from forgetlab.experiments.base import Experiment, Inputs, Part, StagedRunner, r
 from forgetlab.experiments.forget_generalization.config import CrossTaskCellConfig, CrossTaskConfig
 from forgetlab.experiments.forget_generalization.data import forget_labels
 from forgetlab.experiments.forget_generalization.evaluate import label_accuracy, score_task
+from forgetlab.experiments.forget_generalization.markdown import cross_task_markdown
 from forgetlab.experiments.forget_generalization.report import CROSS_TASK_SECTIONS
 from forgetlab.experiments.forget_generalization.run import ForgetGeneralization, stage_key
 from forgetlab.experiments.forget_generalization.summary import cell_summary, combined_summary, sweep_summary
@@ -68,6 +69,14 @@ class CrossTask(Experiment):
         cells = [Part(cell_config(config, ids[a], ids[b], a, b), needs=tuple(sorted({index[a], index[b]})), label=f"forget {a}, score {b}")
                  for a in names for b in names if a != b]
         return [Part(task_run, label=f"Study A: {name}") for name, task_run in zip(names, runs)] + cells
+
+    def combine(self, cells: list[tuple[CrossTaskConfig, dict[str, Any]]]) -> dict[str, Any] | None:
+        """A sweep of one cross-task run (its parts are the per-task runs and the cells): that run's matrix is what
+        they say together. None for several (seeds or variants: the sweep's groups compare those)."""
+        return cells[0][1] if len(cells) == 1 else None
+
+    def markdown(self, summary: dict[str, Any]) -> str:
+        return cross_task_markdown(summary)
 
     def run(self, config: CrossTaskConfig, run: Run, accelerator: Accelerator) -> dict[str, Any]:
         command = f"cross_task {run.id}"

@@ -54,7 +54,44 @@ def study_a_markdown(summary: dict[str, Any]) -> str:
     analysis = summary.get("analysis") or {}
     if analysis.get("correlations"):
         parts += [f"\n### Predictors of the {analysis.get('target', 'forget_ratio')} across tasks\n", correlations_table(analysis)]
-    if any(isinstance(row.get("order"), dict) for row in tasks.values()):
-        parts += ["\n### Learn order against forget order\n", "A negative ρ: items learned first are forgotten last.\n",
-                  order_table(tasks)]
+    order = order_table(tasks)
+    if order.count("\n") > 2:  # a row beyond the header (runs without trajectories have none)
+        parts += ["\n### Learn order against forget order\n", "A negative ρ: items learned first are forgotten last.\n", order]
     return "\n".join(parts)
+
+
+def pair_table(matrix: dict[str, dict[str, Any]], rows: list[str], columns: list[str]) -> str:
+    """One value per ordered task pair: a row per task forgotten (A), a column per task scored (B)."""
+    body = [[f"forget {a}", *(number(matrix.get(a, {}).get(b)) for b in columns)] for a in rows]
+    return table(["", *(f"score {b}" for b in columns)], body)
+
+
+def cross_task_markdown(summary: dict[str, Any]) -> str:
+    """A cross-task sweep's summary as Markdown: the forget-ratio matrix (rows and columns in their clustered
+    order), the accuracy on B after forgetting A, the fit of A's forget set, how much of the matrix the row task,
+    the column task and neither explain, then its Study A runs' own tables."""
+    found = summary.get("crosstask") or {}
+    if not found.get("forget_ratio"):
+        return study_a_markdown(summary)
+    rows = list(found.get("row_order") or found["tasks"])
+    columns = list(found.get("col_order") or found["tasks"])
+    reference = found.get("reference") or {}
+    parts = ["### Cross-task forget ratio\n",
+             "Row A: the model fine-tuned on B forgot A's forget set (random labels); column B: scored on B's test items. "
+             "Cell = (acc_FT(B) − acc(B after forgetting A)) / (acc_FT(B) − 0.5): 1 = B forgotten to chance, 0 = kept; "
+             "the diagonal is each task's own Study A run.\n",
+             pair_table(found["forget_ratio"], rows, columns),
+             "\nFine-tuned accuracy on B (the reference): "
+             + ", ".join(f"{b} {number(reference.get(b))}" for b in columns) + ".\n"]
+    if found.get("not_learned"):
+        parts.append(f"\nNot learned, so no ratio in their columns: {', '.join(found['not_learned'])}.\n")
+    shares = found.get("variance_explained") or {}
+    if shares:
+        parts.append("\nShare of the matrix's variance (two-way decomposition, no replication): the task forgotten "
+                     f"(rows) {number(shares.get('rows'))}, the task scored (columns) {number(shares.get('columns'))}, "
+                     f"neither (residual) {number(shares.get('residual'))}.\n")
+    parts += ["\n### Accuracy on B after forgetting A\n", pair_table(found.get("accuracy") or {}, rows, columns)]
+    if found.get("forget_fit"):
+        parts += ["\n### Fit of A's forget set to its random labels\n", pair_table(found["forget_fit"], rows, columns)]
+    rest = study_a_markdown(summary)
+    return "\n".join(parts + ([f"\n{rest}"] if rest else []))
