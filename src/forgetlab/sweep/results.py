@@ -1,6 +1,7 @@
 """A sweep's results, gathered from the catalog: ``results.json`` in the sweep's folder (every cell with its
-axes, run, shown values and cost in stage seconds; the runs the cells started, with their costs; the groups over seeds with means and intervals; the trade-off
-front; what the cells say together, ``combined``, e.g. Study A's correlations across the tasks of one-task cells)."""
+axes, run, shown values and cost in stage seconds; the runs the cells started, with their costs; the groups over
+seeds with means and intervals; the trade-off front; what the cells say together, ``combined``, e.g. Study A's
+correlations across the tasks of one-task cells)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
     single = single_matches(values, patterns)
     for record, numbers in zip(cells, values):
         record["values"] = chosen(numbers, patterns, single) if patterns else numbers
-    parts = [_cell(state.cells[c.key], store)[0] for c in plan.cells if not c.top]
+    parts = [_record(state.cells[c.key], store.get(c.key)) for c in plan.cells if not c.top]
     finished = [(c.config, summary) for c, (record, _, summary) in zip(plan.top_cells, found) if record["status"] == "finished"]
     axes = plan.spec.axes()
     results: dict[str, Any] = {
@@ -35,7 +36,7 @@ def collect(plan: Plan, state: SweepState, store: RunStore) -> dict[str, Any]:
         "metrics": patterns,
         "counts": {status: state.count(status) for status in ("finished", "running", "failed", "blocked", "waiting")},
         "cells": cells,
-        "parts": [{key: part[key] for key in ("run", "label", "status", "cost")} for part in parts],
+        "parts": parts,
         "groups": group_cells([c for c in cells if c["status"] == "finished"], axes),
         "tradeoff": _tradeoff(experiment, cells, values) if experiment and experiment.tradeoff else None,
         "combined": experiment.combine(finished) if experiment and finished else None,
@@ -49,18 +50,15 @@ def _cell(state: Any, store: RunStore) -> tuple[dict[str, Any], dict[str, float]
     cell = state.cell
     run = store.get(cell.key)
     summary = (run.summary() if run is not None and run.finished else None) or {}
-    values = flatten(summary)
-    record = {
-        "run": cell.key,
-        "label": cell.label,
-        "axes": cell.axes,
-        "seed": cell.config.seed,
-        "status": state.status,
-        "message": state.message or None,
-        "values": {},
-        "cost": _cost(run, cell.config.cpu_threads) if run is not None else None,
-    }
-    return record, values, summary
+    record = dict(_record(state, run), axes=cell.axes, seed=cell.config.seed, message=state.message or None, values={})
+    return record, flatten(summary), summary
+
+
+def _record(state: Any, run: Any) -> dict[str, Any]:
+    """What every run of a sweep reports (a part's whole record): its run id, label, status and cost so far."""
+    cell = state.cell
+    return {"run": cell.key, "label": cell.label, "status": state.status,
+            "cost": _cost(run, cell.config.cpu_threads) if run is not None else None}
 
 
 def _cost(run: Any, cpu_threads: int | None) -> dict[str, Any]:

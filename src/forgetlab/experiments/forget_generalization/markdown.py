@@ -31,14 +31,12 @@ def correlations_table(analysis: dict[str, Any]) -> str:
 
 
 def order_table(tasks: dict[str, dict[str, Any]]) -> str:
-    """Per task and split: Spearman ρ of learn step against forget step, with its interval and n."""
-    rows = []
-    for name, row in tasks.items():
-        for split, entry in (row.get("order") or {}).items():
-            if isinstance(entry, dict):
-                rows.append([name, split, str(entry.get("n", DASH)), with_interval(entry.get("spearman_rho"), entry.get("spearman_ci")),
-                             number(entry.get("spearman_p"), p=True)])
-    return table(["task", "split", "n", "Spearman ρ [95 % CI]", "p"], rows)
+    """Per task and split: Spearman ρ of learn step against forget step, with its interval and n; empty when no task
+    has one (runs without trajectories)."""
+    rows = [[name, split, str(entry.get("n", DASH)), with_interval(entry.get("spearman_rho"), entry.get("spearman_ci")),
+             number(entry.get("spearman_p"), p=True)]
+            for name, row in tasks.items() for split, entry in (row.get("order") or {}).items() if isinstance(entry, dict)]
+    return table(["task", "split", "n", "Spearman ρ [95 % CI]", "p"], rows) if rows else ""
 
 
 def study_a_markdown(summary: dict[str, Any]) -> str:
@@ -55,7 +53,7 @@ def study_a_markdown(summary: dict[str, Any]) -> str:
     if analysis.get("correlations"):
         parts += [f"\n### Predictors of the {analysis.get('target', 'forget_ratio')} across tasks\n", correlations_table(analysis)]
     order = order_table(tasks)
-    if order.count("\n") > 2:  # a row beyond the header (runs without trajectories have none)
+    if order:
         parts += ["\n### Learn order against forget order\n", "A negative ρ: items learned first are forgotten last.\n", order]
     return "\n".join(parts)
 
