@@ -13,7 +13,9 @@ On a GPU both run there (``--device``, default cuda when there is one). ``--rand
 its config with random weights (nothing but the tokenizer and config need be present), ``--dtype bfloat16`` casts
 the weights for both, ``--bf16`` runs the Scorer under bf16 autocast (``compute.mixed_precision: bf16``) and
 ``--tf32`` allows TF32 matrix products; ``--max-tokens`` is ``compute.score_tokens`` (a GPU fills with far more
-than the CPU's 2,048). Only fp32 runs are held to the 1e-4 agreement.
+than the CPU's 2,048). Only fp32 runs are held to the 1e-4 agreement. ``--mkl-too`` also times the Scorer with
+every linear on PyTorch's own path (MKL), as on an Intel CPU, and checks that the results are identical to those
+with oneDNN linears (:mod:`forgetlab.onednn`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def arc_easy_requests(data: Path, n: int) -> list[tuple[str, str]]:
 
 
 BUILDERS = {"boolq": boolq_requests, "piqa": piqa_requests, "arc_easy": arc_easy_requests}
-OURS, LM_EVAL = "forgetlab Scorer", "lm-eval HFLM"
+OURS, LM_EVAL, OURS_MKL = "forgetlab Scorer", "lm-eval HFLM", "Scorer, MKL only"
 
 
 def lm_eval_runner(model, tokenizer, batch_size: int):
@@ -89,9 +91,11 @@ def lm_eval_runner(model, tokenizer, batch_size: int):
     return run
 
 
-def scorer_runner(model, tokenizer, batch_size: int, compute: ComputeSpec):
-    """A function scoring requests with forgetlab's ``Scorer`` as a run with ``compute`` would."""
-    scorer = Scorer(model, tokenizer, batch_size=batch_size, max_tokens_per_batch=compute.score_tokens, progress=False)
+def scorer_runner(model, tokenizer, batch_size: int, compute: ComputeSpec, onednn_linears: bool = True):
+    """A function scoring requests with forgetlab's ``Scorer`` as a run with ``compute`` would; without
+    ``onednn_linears`` every linear takes PyTorch's own path (MKL), as on an Intel CPU."""
+    scorer = Scorer(model, tokenizer, batch_size=batch_size, max_tokens_per_batch=compute.score_tokens, progress=False,
+                    onednn_linears=onednn_linears)
 
     def run(requests):
         with compute_context(compute, next(model.parameters()).device):
@@ -129,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", default="boolq,piqa", help="comma-separated, from " + ",".join(BUILDERS))
     parser.add_argument("--chunks", type=int, default=8, help="interleave the two runs on this many chunks")
     parser.add_argument("--skip-lm-eval", action="store_true", help="time only the Scorer")
+    parser.add_argument("--mkl-too", action="store_true",
+                        help="also time the Scorer with every linear on PyTorch's own path (no oneDNN linears)")
     parser.add_argument("--profile", action="store_true", help="where the time goes: torch's top operators for each runner")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the weights' dtype, for both")
@@ -139,12 +145,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def interleave(runners: dict, requests: list[tuple[str, str]], n_chunks: int) -> dict[str, dict]:
-    """Run every runner on each chunk in turn (alternating who goes first); results and timings."""
+    """Run every runner on each chunk in turn (rotating who goes first); results and timings."""
     for run in runners.values():  # warm-up (first-call costs: weights paged in, kernels initialised)
         run(requests[:4])
     stats = {name: {"results": [], "wall": 0.0, "cpu": 0.0, "chunk_wall": []} for name in runners}
     for c, chunk in enumerate(chunked(requests, n_chunks)):
-        for name in list(runners) if c % 2 == 0 else list(runners)[::-1]:
+        names = list(runners)
+        for name in names[c % len(names):] + names[: c % len(names)]:
             results, wall, cpu = timed(runners[name], chunk)
             stats[name]["results"] += results
             stats[name]["wall"] += wall
@@ -160,7 +167,12 @@ def report(stats: dict[str, dict], n_tokens: int) -> float:
             f"{name:17s} {st['wall']:8.2f} s wall {n_tokens / st['wall']:8.1f} tokens/s   "
             f"{st['cpu']:8.2f} s CPU {n_tokens / st['cpu']:8.1f} tokens/CPU-s"
         )
-    if len(stats) < 2:
+    if OURS_MKL in stats:
+        mkl = stats[OURS_MKL]
+        same = mkl["results"] == stats[OURS]["results"]
+        print(f"oneDNN linears: {mkl['wall'] / stats[OURS]['wall']:.2f}x the Scorer's speed with MKL only; "
+              f"results {'identical' if same else 'DIFFERENT'}")
+    if LM_EVAL not in stats:
         return 0.0
     ours, ref = stats[OURS], stats[LM_EVAL]
     ratios = [r / o for r, o in zip(ref["chunk_wall"], ours["chunk_wall"])]
@@ -190,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     runners = {OURS: scorer_runner(model, tokenizer, args.our_batch_size, compute)}
     if not args.skip_lm_eval:
         runners[LM_EVAL] = lm_eval_runner(model, tokenizer, args.batch_size)
+    if args.mkl_too:
+        runners[OURS_MKL] = scorer_runner(model, tokenizer, args.our_batch_size, compute, onednn_linears=False)
     if args.profile:
         for name, run in runners.items():
             profile(name, run, requests)

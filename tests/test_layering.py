@@ -1,7 +1,7 @@
 """The house's floors: a module imports only from its own floor or below, and no files import each other in a circle.
 
 cli → sweep → experiments → report/analysis → train/metrics → methods/scoring → data/store →
-config/models/scratch_model/precision →
+config/models/scratch_model/precision/onednn →
 registry/identity/interrupt/threads. Every import counts, also one inside a function.
 """
 
@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "forgetlab"
 
 FLOORS = {
     "registry": 0, "identity": 0, "interrupt": 0, "stats": 0, "threads": 0,
-    "config": 1, "models": 1, "scratch_model": 1, "precision": 1,
+    "config": 1, "models": 1, "scratch_model": 1, "precision": 1, "onednn": 1,
     "data": 2, "store": 2,
     "methods": 3, "scoring": 3,
     "train": 4, "metrics": 4,

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from forgetlab.models import accepts_custom_masks, additive_mask, forward_params, logits_at, num_hidden_layers, unwrap_model
+from forgetlab.onednn import WORTH_PACKING_TOKENS, OneDnnLinears
 from forgetlab.precision import forward_autocast
 from forgetlab.scoring.encoding import Boundary, RequestEncoder, resolve_max_length
 from forgetlab.scoring.rows import PACK_WIDTH, TREE_ROW_TOKENS, Row, assign_ranks, batches, chunks, plain_rows, tree_row
@@ -70,19 +71,23 @@ class TokenScores:
 
 
 class _EvalMode:
-    """Eval mode + ``torch.inference_mode`` while scoring; restores every module's train flag after."""
+    """Eval mode + ``torch.inference_mode`` while scoring, linears through oneDNN where that is faster and
+    bit-identical (:mod:`forgetlab.onednn`); restores every module's train flag after."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, onednn_linears: bool) -> None:
         self.model = model
         self.modes: dict[torch.nn.Module, bool] = {}
         self.inference = torch.inference_mode()
+        self.linears = OneDnnLinears(model, onednn_linears)
 
     def __enter__(self) -> None:
         self.modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         self.inference.__enter__()
+        self.linears.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
+        self.linears.__exit__(*exc)
         self.inference.__exit__(*exc)
         for module, training in self.modes.items():
             module.training = training
@@ -108,6 +113,8 @@ class Scorer:
         add_bos_token: HFLM's argument of the same name (``None``: the tokenizer's default).
         prefix_sharing: run each distinct context once, its continuations as a prefix tree (4-D mask).
         boundary: where a continuation starts (:data:`~forgetlab.scoring.encoding.Boundary`; lm-eval's rule by default).
+        onednn_linears: on CPUs where MKL is slow, linears go through oneDNN with bit-identical results
+            (:mod:`forgetlab.onednn`); ``False`` keeps PyTorch's own path everywhere (the same numbers, slower there).
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class Scorer:
         add_bos_token: bool | None = None,
         prefix_sharing: bool = True,
         boundary: Boundary = "lm_eval",
+        onednn_linears: bool = True,
     ) -> None:
         if on_overlong not in ("error", "truncate"):
             raise ValueError(f"on_overlong must be 'error' or 'truncate', got {on_overlong!r}")
@@ -137,6 +145,7 @@ class Scorer:
         self.accelerator = accelerator
         self.progress = progress
         self.encoder = RequestEncoder(tokenizer, add_bos_token, boundary)
+        self.onednn_linears = onednn_linears
         core = unwrap_model(model)
         self.max_length = int(max_length) if max_length else resolve_max_length(core.config, tokenizer)
         self._logits_to_keep = "logits_to_keep" in forward_params(core)
@@ -333,10 +342,15 @@ class Scorer:
             *batches(trees, self.batch_size, self.max_tokens_per_batch, PACK_WIDTH),
             *batches(plain, self.batch_size, self.max_tokens_per_batch),
         ]
-        with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), desc) as bar:
+        tokens = sum(len(r.tokens) for r in rows)
+        with _EvalMode(model, self._onednn(tokens)), self._bar(tokens, desc) as bar:
             for lines in planned:
                 yield self._score_batch(model, lines, moments)
                 bar.update(sum(len(r.tokens) for line in lines for r in line))
+
+    def _onednn(self, tokens: int) -> bool:
+        """Whether a call of ``tokens`` row tokens routes linears through oneDNN (worth its packing)."""
+        return self.onednn_linears and tokens >= WORTH_PACKING_TOKENS
 
     def _score_rows(self, rows: list[Row], desc: str) -> dict[int, tuple[float, bool]]:
         """``{job: (summed logprob, is_greedy)}``."""
@@ -426,7 +440,8 @@ class Scorer:
         rows = [Row(seqs[i], [], [], targets=[(len(seqs[i]) - 1, 0, i)], tree=False) for i in mine]
         found: dict[int, dict[int, np.ndarray]] = {}
         model = unwrap_model(self.model)
-        with _EvalMode(model), self._bar(sum(len(r.tokens) for r in rows), "hidden states") as bar:
+        tokens = sum(len(r.tokens) for r in rows)
+        with _EvalMode(model, self._onednn(tokens)), self._bar(tokens, "hidden states") as bar:
             for lines in batches(rows, self.batch_size, self.max_tokens_per_batch):
                 batch = [line[0] for line in lines]
                 ids = np.full((len(batch), max(len(r.tokens) for r in batch)), self._pad_id, dtype=np.int64)
