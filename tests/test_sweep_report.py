@@ -168,6 +168,9 @@ def test_a_cross_task_sweep_shows_its_matrix_and_what_every_run_it_started_cost(
                "counts": {"finished": 3}, "cells": [cell], "parts": parts, "groups": group_cells([cell], []),
                "tradeoff": None, "search": None, "combined": summary}
     markdown = write_sweep_markdown(tmp_path, results).read_text()
+    html = write_sweep_report(tmp_path, results).read_text()
+    assert "Mean over seeds" not in html and 'data-key="cells.0.values' not in html  # nor in the report
+    assert 'data-key="combined.crosstask.forget_ratio.a.b"' in html and "x-top" in html
     assert "experiment cross_task, 1 cells and the 2 runs they start: 3 finished" in markdown
     assert "| forget a | 1.000 | 0.125 |" in markdown and "| forget b | 0.667 | 1.000 |" in markdown
     assert "Mean over seeds" not in markdown and "crosstask.forget_ratio.a.b" not in markdown

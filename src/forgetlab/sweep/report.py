@@ -40,7 +40,7 @@ def write_sweep_markdown(folder: Path, results: dict[str, Any], figures: dict[st
         parts += ["\n## Figures\n", *(f"![{markdown_cell(caption)}]({FIGURES}/{name})\n\n*{caption}*\n"
                                        for name, caption in figures.items())]
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
-    if results["groups"] and metrics and (conditions or not results.get("combined")):  # else it repeats the combined view
+    if groups_shown(results):
         rows = [[DASH if g["axes"][a] is None else markdown_cell(g["axes"][a]) for a in conditions] + [str(len(g["runs"]))]
                 + [with_interval(g["metrics"][m]["mean"], g["metrics"][m]["ci"]) if m in g["metrics"] else DASH for m in metrics]
                 for g in results["groups"]]
@@ -52,6 +52,13 @@ def write_sweep_markdown(folder: Path, results: dict[str, Any], figures: dict[st
     path = folder / "results.md"
     atomic_write_text(path, "\n".join(parts), mode=0o644)
     return path
+
+
+def groups_shown(results: dict[str, Any]) -> bool:
+    """Whether the groups' means get a table: there are metrics, and something varies or no combined view (one
+    cross-task matrix, say) already shows them — one row of every flattened value would only repeat it."""
+    conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
+    return bool(results["groups"] and metrics and (conditions or not results.get("combined")))
 
 
 def cost_table(cells: list[dict[str, Any]], *, columns: int = MAX_COST_COLUMNS) -> str:
@@ -131,6 +138,8 @@ def _combined(page: Page, results: dict[str, Any], folder: Path) -> dict[str, st
 
 
 def _groups(page: Page, results: dict[str, Any]) -> None:
+    if not groups_shown(results):
+        return
     page.section("groups", "Mean over seeds [bootstrap 95 % interval]")
     conditions, metrics = condition_axes(results["axes"]), group_metrics(results["groups"])
     rows = []
@@ -149,7 +158,7 @@ def _axis_value(page: Page, value: Any, parts: list[Any]) -> str:
 
 def _cells(page: Page, results: dict[str, Any]) -> None:
     page.section("cells", "Every cell")
-    metrics = group_metrics(results["groups"])
+    metrics = group_metrics(results["groups"]) if groups_shown(results) else []
     rows = []
     for i, cell in enumerate(results["cells"]):
         link = f'<a href="../../{esc(cell["run"])}/report.html">{esc(cell["run"])}</a>'
