@@ -153,3 +153,20 @@ def test_weights_changed_between_contexts_are_packed_again():
             second = linear(x)
         assert torch.equal(first, F.linear(x, linear.weight / 2, linear.bias))
         assert torch.equal(second, F.linear(x, linear.weight, linear.bias))
+
+
+@needs_onednn
+def test_a_failed_entry_leaves_no_module_routed(monkeypatch):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 48))
+    real = onednn.matching_block
+
+    def fail_on_the_second(out_features, in_features, bias):
+        if out_features == 48:
+            raise KeyboardInterrupt
+        return real(out_features, in_features, bias)
+
+    monkeypatch.setattr(onednn, "matching_block", fail_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        with OneDnnLinears(model):
+            pass
+    assert all("forward" not in vars(m) for m in model)

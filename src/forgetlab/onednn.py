@@ -139,12 +139,16 @@ class OneDnnLinears:
     def __enter__(self) -> OneDnnLinears:
         if not (self.wanted and enabled()):
             return self
-        for module in self.model.modules():
-            if self._eligible(module):
-                block = matching_block(module.out_features, module.in_features, module.bias is not None)
-                if block is not None:
-                    module.forward = _Routed(module, block_bounds(module.in_features, block))
-                    self._patched.append(module)
+        try:
+            for module in self.model.modules():
+                if self._eligible(module):
+                    block = matching_block(module.out_features, module.in_features, module.bias is not None)
+                    if block is not None:
+                        module.forward = _Routed(module, block_bounds(module.in_features, block))
+                        self._patched.append(module)
+        except BaseException:  # no module may keep a routed forward (and its packs) past a failed entry
+            self.__exit__()
+            raise
         self.routed = len(self._patched)
         return self
 

@@ -21,6 +21,7 @@ without ``position_ids``, and items longer than a model's sliding attention wind
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
@@ -76,19 +77,20 @@ class _EvalMode:
 
     def __init__(self, model: torch.nn.Module, onednn_linears: bool) -> None:
         self.model = model
+        self.onednn_linears = onednn_linears
         self.modes: dict[torch.nn.Module, bool] = {}
-        self.inference = torch.inference_mode()
-        self.linears = OneDnnLinears(model, onednn_linears)
+        self.stack = contextlib.ExitStack()
 
     def __enter__(self) -> None:
         self.modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
-        self.inference.__enter__()
-        self.linears.__enter__()
+        with contextlib.ExitStack() as stack:  # a failure while entering undoes what was entered
+            stack.enter_context(torch.inference_mode())
+            stack.enter_context(OneDnnLinears(self.model, self.onednn_linears))
+            self.stack = stack.pop_all()
 
     def __exit__(self, *exc: Any) -> None:
-        self.linears.__exit__(*exc)
-        self.inference.__exit__(*exc)
+        self.stack.__exit__(*exc)
         for module, training in self.modes.items():
             module.training = training
 
