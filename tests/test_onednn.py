@@ -11,7 +11,10 @@ from forgetlab.models import ModelSpec, load_model
 from forgetlab.onednn import OneDnnLinears, block_bounds, blockwise_linear, matching_block, pack
 from forgetlab.scoring import Scorer
 
-needs_onednn = pytest.mark.skipif(not onednn.enabled(), reason="oneDNN linears are used only on non-Intel x86 CPUs")
+needs_onednn = pytest.mark.skipif(
+    not onednn.enabled() or matching_block(1536, 576, False) is None,
+    reason="oneDNN linears are used only on non-Intel x86 CPUs whose MKL sums in blocks oneDNN can reproduce",
+)
 
 
 @needs_onednn
@@ -94,12 +97,14 @@ def test_scores_are_identical_with_and_without_onednn(monkeypatch):
     monkeypatch.setattr(OneDnnLinears, "__enter__", spy)
     scorer = Scorer(model, tokenizer, **options)
     fast = scorer.loglikelihood(REQUESTS)
-    assert routed == [2 * 7 + 1]  # 2 layers x (q, k, v, o, gate, up, down) + the head
+    matched = sum(matching_block(m.out_features, m.in_features, m.bias is not None) is not None
+                  for m in model.modules() if type(m) is torch.nn.Linear)
+    assert routed == [matched] and matched > 0  # here all 15: 2 layers x (q, k, v, o, gate, up, down) + the head
     assert [r.logprob for r in fast] == [r.logprob for r in plain]
     assert [r.is_greedy for r in fast] == [r.is_greedy for r in plain]
     assert all("forward" not in vars(m) for m in model.modules())
     scorer.loglikelihood(REQUESTS[2:4])  # a few tokens: not worth packing the weights for
-    assert routed == [2 * 7 + 1, 0]
+    assert routed == [matched, 0]
 
 
 @needs_onednn
